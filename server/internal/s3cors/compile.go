@@ -1,0 +1,229 @@
+package s3cors
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Options are server-wide choices that shape every answer of a rule set.
+type Options struct {
+	// VaryAlways adds `Vary: Origin, Access-Control-Request-Headers,
+	// Access-Control-Request-Method` to every answer for a configured bucket,
+	// matched or not. S3 sends Vary only with CORS headers, which lets a
+	// shared cache in front of the store serve a response without CORS
+	// headers to a browser that needs them (spec §12).
+	VaryAlways bool
+}
+
+// RuleSet is a compiled, immutable configuration, safe for concurrent use.
+//
+// Lookups are indexed but first-match order is exact: a request's candidate
+// rules are the rules listing its origin exactly (a hash lookup), the rules
+// with a matching single-wildcard origin, and the rules allowing any origin,
+// merged in rule order; the first candidate whose methods and headers also
+// allow the request wins, as the linear scan S3 describes would find.
+type RuleSet struct {
+	cfg   *Configuration
+	rules []compiledRule
+	// exact maps an AllowedOrigin without '*' to the rules listing it,
+	// ascending and without duplicates.
+	exact map[string][]uint8
+	// wild holds every single-wildcard origin pattern ("*" alone excluded),
+	// by rule then by position in the rule.
+	wild []wildOrigin
+	// any lists the rules whose AllowedOrigins include "*", ascending.
+	any  []uint8
+	opts Options
+}
+
+type wildOrigin struct {
+	p    pattern
+	rule uint8
+}
+
+// pattern is an AllowedOrigin or AllowedHeader with exactly one '*': the
+// '*' stands for zero or more characters, and the match is anchored at both
+// ends (spec §12), so the candidate must be at least as long as prefix and
+// suffix together: that is what keeps "ab*ba" from matching "aba".
+type pattern struct{ prefix, suffix string }
+
+func (p pattern) match(s string) bool {
+	return len(s) >= len(p.prefix)+len(p.suffix) &&
+		s[:len(p.prefix)] == p.prefix && s[len(s)-len(p.suffix):] == p.suffix
+}
+
+func splitPattern(s string) pattern {
+	i := strings.IndexByte(s, '*')
+	return pattern{prefix: s[:i], suffix: s[i+1:]}
+}
+
+type compiledRule struct {
+	id    string
+	hasID bool
+	// methods is the bitmask of AllowedMethods.
+	methods uint8
+	// anyOrigin: the rule lists "*", so it answers Allow-Origin "*" and no
+	// credentials whatever origin matched (spec §12).
+	anyOrigin bool
+	// anyHeader: the rule lists AllowedHeader "*".
+	anyHeader bool
+	// headers holds the AllowedHeaders without '*', lower-cased once here.
+	headers []string
+	// headerPats holds the single-wildcard AllowedHeaders, lower-cased.
+	headerPats []pattern
+	// origins are kept for Explain's linear scan.
+	origins []originMatcher
+
+	// Pre-rendered response header values.
+	allowMethods string
+	expose       string // "" when the rule has no ExposeHeader
+	maxAge       string // "" when the rule has no MaxAgeSeconds
+}
+
+type originMatcher struct {
+	exact string
+	p     pattern
+	kind  uint8 // originExact, originWild, originAny
+}
+
+const (
+	originExact uint8 = iota
+	originWild
+	originAny
+)
+
+func (m *originMatcher) match(o string) bool {
+	switch m.kind {
+	case originExact:
+		return o == m.exact
+	case originWild:
+		return m.p.match(o)
+	}
+	return true
+}
+
+// Compile turns a configuration into a RuleSet. The configuration must be
+// valid (Validate, or one of the decoders); the RuleSet keeps its own deep
+// copy. Compile is where all per-rule work happens, so Evaluate only looks
+// things up and copies pre-rendered strings.
+func Compile(c *Configuration, opts Options) *RuleSet {
+	c = c.Clone()
+	rs := &RuleSet{cfg: c, rules: make([]compiledRule, len(c.Rules)), exact: map[string][]uint8{}, opts: opts}
+	for i := range c.Rules {
+		r := &c.Rules[i]
+		cr := &rs.rules[i]
+		idx := uint8(i)
+		if r.ID != nil {
+			cr.id, cr.hasID = *r.ID, true
+		}
+		for _, m := range r.AllowedMethods {
+			cr.methods |= methodBit(m)
+		}
+		cr.allowMethods = strings.Join(r.AllowedMethods, ", ")
+		if len(r.ExposeHeaders) > 0 {
+			cr.expose = strings.Join(r.ExposeHeaders, ", ")
+		}
+		if r.MaxAgeSeconds != nil {
+			cr.maxAge = strconv.FormatInt(int64(*r.MaxAgeSeconds), 10)
+		}
+		for _, o := range r.AllowedOrigins {
+			switch {
+			case o == "*":
+				if !cr.anyOrigin {
+					rs.any = append(rs.any, idx)
+				}
+				cr.anyOrigin = true
+				cr.origins = append(cr.origins, originMatcher{kind: originAny})
+			case strings.IndexByte(o, '*') >= 0:
+				p := splitPattern(o)
+				rs.wild = append(rs.wild, wildOrigin{p: p, rule: idx})
+				cr.origins = append(cr.origins, originMatcher{kind: originWild, p: p})
+			default:
+				if l := rs.exact[o]; len(l) == 0 || l[len(l)-1] != idx {
+					rs.exact[o] = append(l, idx)
+				}
+				cr.origins = append(cr.origins, originMatcher{kind: originExact, exact: o})
+			}
+		}
+		for _, h := range r.AllowedHeaders {
+			h = asciiLower(h)
+			switch {
+			case h == "*":
+				cr.anyHeader = true
+			case strings.IndexByte(h, '*') >= 0:
+				cr.headerPats = append(cr.headerPats, splitPattern(h))
+			default:
+				cr.headers = append(cr.headers, h)
+			}
+		}
+		// Sorted exact headers let a long list be searched in log time.
+		sort.Strings(cr.headers)
+	}
+	return rs
+}
+
+// Configuration returns the configuration the rule set was compiled from.
+// The caller must not modify it.
+func (rs *RuleSet) Configuration() *Configuration { return rs.cfg }
+
+// Len is the number of rules.
+func (rs *RuleSet) Len() int { return len(rs.rules) }
+
+// allowsHeader reports whether the rule allows one requested header name,
+// already lower-cased and trimmed.
+func (cr *compiledRule) allowsHeader(h string) bool {
+	if cr.anyHeader {
+		return true
+	}
+	if len(cr.headers) <= 8 {
+		for _, a := range cr.headers {
+			if a == h {
+				return true
+			}
+		}
+	} else if i := sort.SearchStrings(cr.headers, h); i < len(cr.headers) && cr.headers[i] == h {
+		return true
+	}
+	for _, p := range cr.headerPats {
+		if p.match(h) {
+			return true
+		}
+	}
+	return false
+}
+
+// allowsHeaders checks a normalised header list ("a, b, c", see
+// normalizeHeaders) and returns the first name the rule refuses.
+func (cr *compiledRule) allowsHeaders(list string) (string, bool) {
+	if list == "" || cr.anyHeader {
+		return "", true
+	}
+	for list != "" {
+		var h string
+		if i := strings.IndexByte(list, ','); i >= 0 {
+			h, list = list[:i], list[i+2:]
+		} else {
+			h, list = list, ""
+		}
+		if !cr.allowsHeader(h) {
+			return h, false
+		}
+	}
+	return "", true
+}
+
+func asciiLower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if c := b[j]; c >= 'A' && c <= 'Z' {
+					b[j] = c + 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
