@@ -2,7 +2,6 @@ package s3cors
 
 import (
 	"bytes"
-	"strings"
 )
 
 // Request is what S3 looks at to answer a cross-origin request. Empty
@@ -400,63 +399,49 @@ func (rs *RuleSet) explain(origin string, bit uint8, headers string) (int, []Rul
 // normalizeHeaders turns an Access-Control-Request-Headers value into the
 // form S3 echoes in Access-Control-Allow-Headers and matches on: items split
 // on ',', trimmed of spaces and tabs, empty items dropped, ASCII
-// lower-cased, joined with ", " (spec §3.4, §4). A value already in that form
-// is returned as is, without allocating.
+// lower-cased, joined with ", " (spec §3.4, §4). It allocates only the
+// result, and nothing when the value is already in that form.
+//
+// It runs on every preflight that requests headers, so it works in a stack
+// buffer (the result is at most one byte per comma longer than the value)
+// and copies whole items rather than bytes.
 func normalizeHeaders(raw string) string {
-	if isNormalized(raw) {
+	if raw == "" {
+		return ""
+	}
+	var stack [128]byte
+	buf := stack[:0]
+	if 2*len(raw) > len(stack) {
+		buf = make([]byte, 0, 2*len(raw))
+	}
+	for i := 0; i < len(raw); i++ {
+		for i < len(raw) && (raw[i] == ' ' || raw[i] == '\t') {
+			i++
+		}
+		start := i
+		for i < len(raw) && raw[i] != ',' {
+			i++
+		}
+		end := i
+		for end > start && (raw[end-1] == ' ' || raw[end-1] == '\t') {
+			end--
+		}
+		if end == start {
+			continue
+		}
+		if len(buf) > 0 {
+			buf = append(buf, ',', ' ')
+		}
+		w := len(buf)
+		buf = append(buf, raw[start:end]...)
+		for j := w; j < len(buf); j++ {
+			if c := buf[j]; c >= 'A' && c <= 'Z' {
+				buf[j] = c + 'a' - 'A'
+			}
+		}
+	}
+	if string(buf) == raw {
 		return raw
 	}
-	var b strings.Builder
-	b.Grow(len(raw) + 8)
-	for raw != "" {
-		var item string
-		if i := strings.IndexByte(raw, ','); i >= 0 {
-			item, raw = raw[:i], raw[i+1:]
-		} else {
-			item, raw = raw, ""
-		}
-		item = strings.Trim(item, " \t")
-		if item == "" {
-			continue
-		}
-		if b.Len() > 0 {
-			b.WriteString(", ")
-		}
-		for i := 0; i < len(item); i++ {
-			c := item[i]
-			if c >= 'A' && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
-}
-
-// isNormalized reports whether s is already in normalizeHeaders' output form.
-func isNormalized(s string) bool {
-	if s == "" {
-		return true
-	}
-	start := true // at the start of an item
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'A' && c <= 'Z', c == '\t':
-			return false
-		case c == ',':
-			if start || i+2 >= len(s) || s[i+1] != ' ' || s[i+2] == ' ' || s[i+2] == ',' || s[i+2] == '\t' {
-				return false
-			}
-			i++ // skip the space
-			start = true
-			continue
-		case c == ' ':
-			if start || i+1 == len(s) || s[i+1] == ',' || s[i+1] == ' ' {
-				return false
-			}
-		}
-		start = false
-	}
-	return !start
+	return string(buf)
 }
