@@ -73,12 +73,12 @@ const (
 // Mismatch is the first condition a rule failed on, in Explain traces.
 type Mismatch uint8
 
-// Mismatches, in the order a rule's conditions are checked.
+// Mismatches: the first three in the order a rule's conditions are checked.
 const (
-	MismatchNone   Mismatch = iota + 1 // the rule matched
-	MismatchOrigin                     // no AllowedOrigin matches the Origin
+	MismatchOrigin Mismatch = iota + 1 // no AllowedOrigin matches the Origin
 	MismatchMethod                     // the method is not an AllowedMethod
 	MismatchHeader                     // a requested header is not an AllowedHeader
+	MismatchNone                       // the rule matched
 )
 
 // RuleTrace explains one rule's outcome.

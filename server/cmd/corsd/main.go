@@ -1,0 +1,153 @@
+// Command corsd is the S3 CORS policy-decision service.
+//
+//	corsd serve [flags]   run the service (embedded store by default)
+//	corsd help            list the commands
+//
+// Every flag can also be given as a CORSD_* environment variable: --grpc-addr
+// is CORSD_GRPC_ADDR. A flag on the command line wins over the variable.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/corsd/corsd/server/internal/app"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// run is main without the process: tests call it directly.
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], getenv, stderr)
+	case "help", "-h", "-help", "--help":
+		usage(stdout)
+		return 0
+	}
+	fmt.Fprintf(stderr, "corsd: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `corsd answers cross-origin (CORS) requests for S3 buckets exactly as Amazon S3 does.
+
+Usage:
+  corsd serve [flags]    run the decision service (see corsd serve --help)
+  corsd help             show this help
+`)
+}
+
+func serve(args []string, getenv func(string) string, stderr io.Writer) int {
+	cfg := app.DefaultConfig()
+	fs := flag.NewFlagSet("corsd serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", cfg.GRPCAddr, "gRPC listener (grpc-go): `host:port` or unix:///path; serves both services, grpc.health.v1 and reflection")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP listener (Connect, gRPC, gRPC-Web over HTTP/1.1 and h2c; /healthz, /readyz): `host:port` or unix:///path")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "`directory` of the embedded store: one S3 XML document per bucket")
+	fs.BoolVar(&cfg.VaryAlways, "vary-always", cfg.VaryAlways, "add Vary: Origin, Access-Control-Request-Headers, Access-Control-Request-Method to every answer for a configured bucket, not only to CORS answers (protects shared caches; S3 does not)")
+	fs.StringVar(&cfg.HostID, "host-id", cfg.HostID, "HostId element of S3 error bodies (S3's x-amz-id-2); default: a stable hash of the host name")
+	fs.BoolVar(&cfg.Reflection, "reflection", cfg.Reflection, "serve gRPC reflection (v1 and v1alpha) on both listeners, for grpcurl")
+	fs.IntVar(&cfg.CacheMaxEntries, "cache-max-entries", cfg.CacheMaxEntries, "compiled bucket configurations kept in memory")
+	fs.DurationVar(&cfg.RescanInterval, "rescan-interval", cfg.RescanInterval, "embedded store: how often the data directory is fully rescanned to catch missed file events")
+	fs.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", cfg.MaxMessageBytes, "largest request message accepted on either listener")
+	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", cfg.ReadHeaderTimeout, "HTTP listener: time allowed to read request headers")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "HTTP listener: keep-alive connections idle longer are closed")
+	fs.DurationVar(&cfg.MaxConnectionAge, "max-connection-age", cfg.MaxConnectionAge, "gRPC listener: connections are closed (gracefully) after this age so gateways rebalance across replicas")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "on SIGTERM/SIGINT, how long in-flight calls may take before connections are closed")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: corsd serve [flags]\n\nRuns the decision service. Every flag may also be set with the environment\nvariable named after it: --grpc-addr is CORSD_GRPC_ADDR.\n\nFlags:\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			name, help := flag.UnquoteUsage(f)
+			fmt.Fprintf(fs.Output(), "  --%s %s\n    \t%s\n    \t(env %s, default %q)\n", f.Name, name, help, envName(f.Name), f.DefValue)
+		})
+	}
+	if err := parseWithEnv(fs, args, getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "corsd serve: %v\n", err)
+		return 2
+	}
+	log, err := newLogger(stderr, *logLevel, *logFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "corsd serve: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		log.Error("cannot start", slog.Any("error", err))
+		return 1
+	}
+	if err := a.Run(ctx); err != nil {
+		log.Error("stopped with an error", slog.Any("error", err))
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// envName is the environment variable of a flag: CORSD_ and the flag name
+// upper-cased with dashes as underscores.
+func envName(flagName string) string {
+	return "CORSD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseWithEnv parses args, then fills every flag not given on the command
+// line from its environment variable. A bad value names the variable.
+func parseWithEnv(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		if v := getenv(envName(f.Name)); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", envName(f.Name), v, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: want text or json, got %q", format)
+}

@@ -1,0 +1,197 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	corsdv1 "github.com/corsd/corsd/gen/corsd/v1"
+	"github.com/corsd/corsd/server/internal/bucketname"
+	"github.com/corsd/corsd/server/internal/cache"
+	"github.com/corsd/corsd/server/internal/s3cors"
+	"github.com/corsd/corsd/server/internal/store"
+	"github.com/corsd/corsd/server/internal/store/filestore"
+)
+
+// The engine's enums are cast to the proto's: every value must carry the
+// same number under the same name.
+func TestEnumsAgreeWithProto(t *testing.T) {
+	check := func(kind string, got int32, name string, names map[int32]string) {
+		t.Helper()
+		if names[got] != name {
+			t.Errorf("%s: engine value %d is %q in the proto, want %q", kind, got, names[got], name)
+		}
+	}
+	for v, n := range map[s3cors.Kind]string{s3cors.KindNonCORS: "REQUEST_KIND_NON_CORS", s3cors.KindPreflight: "REQUEST_KIND_PREFLIGHT", s3cors.KindActual: "REQUEST_KIND_ACTUAL"} {
+		check("kind", int32(v), n, corsdv1.RequestKind_name)
+	}
+	for v, n := range map[s3cors.Verdict]string{s3cors.VerdictAllowed: "VERDICT_ALLOWED", s3cors.VerdictRefused: "VERDICT_REFUSED", s3cors.VerdictPass: "VERDICT_PASS"} {
+		check("verdict", int32(v), n, corsdv1.Verdict_name)
+	}
+	for v, n := range map[s3cors.Reason]string{s3cors.ReasonMatched: "REASON_MATCHED", s3cors.ReasonNoOrigin: "REASON_NO_ORIGIN",
+		s3cors.ReasonBucketNotFound: "REASON_BUCKET_NOT_FOUND", s3cors.ReasonCORSNotEnabled: "REASON_CORS_NOT_ENABLED",
+		s3cors.ReasonMissingRequestMethod: "REASON_MISSING_REQUEST_METHOD", s3cors.ReasonInvalidRequestMethod: "REASON_INVALID_REQUEST_METHOD",
+		s3cors.ReasonNoRuleMatched: "REASON_NO_RULE_MATCHED"} {
+		check("reason", int32(v), n, corsdv1.Reason_name)
+	}
+	for v, n := range map[s3cors.Mismatch]string{s3cors.MismatchOrigin: "MISMATCH_ORIGIN", s3cors.MismatchMethod: "MISMATCH_METHOD",
+		s3cors.MismatchHeader: "MISMATCH_HEADER", s3cors.MismatchNone: "MISMATCH_NONE"} {
+		check("mismatch", int32(v), n, corsdv1.Mismatch_name)
+	}
+	if len(corsdv1.Reason_name) != 8 || len(corsdv1.Mismatch_name) != 5 || len(corsdv1.Verdict_name) != 4 || len(corsdv1.RequestKind_name) != 4 {
+		t.Error("the proto gained enum values the engine does not know")
+	}
+}
+
+// One mapping, two renderings: each domain error gets the same code,
+// message and ErrorInfo reason on gRPC and on Connect.
+func TestErrorsMapToCodesInOnePlace(t *testing.T) {
+	_, s3err := s3cors.DecodeXML([]byte("<x"))
+	bnErr := bucketname.Validate("../etc")
+	cases := []struct {
+		name   string
+		err    error
+		code   codes.Code
+		reason string
+		msg    string
+	}{
+		{"S3 document error", s3err, codes.InvalidArgument, "MalformedXML", s3cors.MsgMalformedXML},
+		{"bucket name", bnErr, codes.InvalidArgument, "InvalidBucketName", "The specified bucket is not valid."},
+		{"no configuration", fmt.Errorf("get: %w", store.ErrNotFound), codes.NotFound, "NoSuchCORSConfiguration", "The CORS configuration does not exist"},
+		{"stale if-match", fmt.Errorf("put: %w", store.ErrPreconditionFailed), codes.FailedPrecondition, "PreconditionFailed", ""},
+		{"store down", fmt.Errorf("get: %w", store.ErrUnavailable), codes.Unavailable, "ServiceUnavailable", ""},
+		{"deadline", fmt.Errorf("get: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "", ""},
+		{"bad request", badRequest("bucket is required"), codes.InvalidArgument, "InvalidArgument", "bucket is required"},
+		{"corrupt stored document", &corruptError{bucket: "b", err: s3err}, codes.DataLoss, "InvalidStoredConfiguration", ""},
+		{"anything else is internal and says nothing", errors.New("secret detail"), codes.Internal, "InternalError", "internal error"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st, _ := status.FromError(GRPCError(tc.err))
+			if st.Code() != tc.code || (tc.msg != "" && st.Message() != tc.msg) {
+				t.Fatalf("grpc: %v %q", st.Code(), st.Message())
+			}
+			var ce *connect.Error
+			if !errors.As(ConnectError(tc.err), &ce) || ce.Code() != connect.Code(tc.code) || ce.Message() != st.Message() {
+				t.Fatalf("connect: %v", ce)
+			}
+			gotReason := ""
+			for _, d := range st.Details() {
+				if info, ok := d.(*errdetails.ErrorInfo); ok {
+					gotReason = info.GetReason()
+				}
+			}
+			if gotReason != tc.reason {
+				t.Fatalf("reason %q, want %q", gotReason, tc.reason)
+			}
+			if strings.Contains(st.Message(), "secret") {
+				t.Fatal("internal error detail leaked to the client")
+			}
+		})
+	}
+}
+
+func newService(t *testing.T) (*Service, store.Store) {
+	t.Helper()
+	st, err := filestore.Open(context.Background(), t.TempDir(), filestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	c := cache.New(Loader(st, s3cors.Options{}), cache.Options{})
+	return New(st, c, Options{HostID: "host"}), st
+}
+
+// Evaluate checks its inputs and bounds what a gateway may pass through.
+func TestEvaluateRefusesBadRequests(t *testing.T) {
+	svc, _ := newService(t)
+	ctx := context.Background()
+	s := func(v string) *string { return &v }
+	cases := []struct {
+		name string
+		req  *corsdv1.EvaluateRequest
+	}{
+		{"no bucket", &corsdv1.EvaluateRequest{Method: "GET"}},
+		{"no method", &corsdv1.EvaluateRequest{Bucket: "b-1"}},
+		{"origin too long", &corsdv1.EvaluateRequest{Bucket: "b-1", Method: "GET", Origin: s(strings.Repeat("a", 5000))}},
+		{"header list too long", &corsdv1.EvaluateRequest{Bucket: "b-1", Method: "GET", Origin: s("o"), AccessControlRequestHeaders: s(strings.Repeat("a", 9000))}},
+		{"too many header names", &corsdv1.EvaluateRequest{Bucket: "b-1", Method: "GET", Origin: s("o"), AccessControlRequestHeaders: s(strings.Repeat("a,", 100))}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := svc.Evaluate(ctx, tc.req)
+			if st, _ := status.FromError(GRPCError(err)); st.Code() != codes.InvalidArgument {
+				t.Fatalf("got %v", err)
+			}
+		})
+	}
+	big := &corsdv1.EvaluateBatchRequest{Requests: make([]*corsdv1.EvaluateRequest, 1001)}
+	if _, err := svc.EvaluateBatch(ctx, big); err == nil {
+		t.Fatal("a batch over the limit was accepted")
+	}
+}
+
+// A bucket name S3 would refuse cannot have a configuration: it is answered
+// as "not enabled" without reading the store.
+func TestEvaluateInvalidBucketNameIsNotEnabled(t *testing.T) {
+	svc, _ := newService(t)
+	o, m := "https://a.example", "GET"
+	resp, err := svc.Evaluate(context.Background(), &corsdv1.EvaluateRequest{Bucket: "../x", Method: "OPTIONS", Origin: &o, AccessControlRequestMethod: &m})
+	if err != nil || resp.GetReason() != corsdv1.Reason_REASON_CORS_NOT_ENABLED || resp.GetStatus() != 403 {
+		t.Fatalf("%v %v", resp, err)
+	}
+}
+
+// A write is visible to the next decision of the writing replica at once,
+// and the response carries the etag of the configuration used.
+func TestPutIsVisibleToTheNextDecision(t *testing.T) {
+	svc, _ := newService(t)
+	ctx := context.Background()
+	o, m := "https://a.example", "GET"
+	req := &corsdv1.EvaluateRequest{Bucket: "b-1", Method: "OPTIONS", Origin: &o, AccessControlRequestMethod: &m, RequestId: "rid"}
+	resp, err := svc.Evaluate(ctx, req)
+	if err != nil || resp.GetStatus() != 403 || resp.GetEtag() != "" {
+		t.Fatalf("before: %v %v", resp, err)
+	}
+	if !strings.Contains(resp.GetError().GetBody(), "<RequestId>rid</RequestId><HostId>host</HostId>") {
+		t.Fatalf("body %s", resp.GetError().GetBody())
+	}
+	put, err := svc.PutBucketCors(ctx, &corsdv1.PutBucketCorsRequest{Bucket: "b-1",
+		Document: &corsdv1.PutBucketCorsRequest_Json{Json: `[{"ID":"web","AllowedOrigins":["https://a.example"],"AllowedMethods":["GET"]}]`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err = svc.Evaluate(ctx, req)
+	if err != nil || resp.GetStatus() != 200 || resp.GetEtag() != put.GetEtag() || resp.GetMatchedRuleId() != "web" || resp.GetMatchedRuleIndex() != 0 {
+		t.Fatalf("after: %v %v", resp, err)
+	}
+	if resp.GetDecisionId() == "" {
+		t.Fatal("no decision id")
+	}
+	if _, err := svc.DeleteBucketCors(ctx, &corsdv1.DeleteBucketCorsRequest{Bucket: "b-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ = svc.Evaluate(ctx, req); resp.GetStatus() != 403 {
+		t.Fatalf("after delete: %v", resp)
+	}
+}
+
+// Decision ids are unique.
+func TestDecisionIDsAreUnique(t *testing.T) {
+	svc, _ := newService(t)
+	seen := map[string]bool{}
+	for range 1000 {
+		id := svc.nextID()
+		if seen[id] {
+			t.Fatalf("duplicate id %s", id)
+		}
+		seen[id] = true
+	}
+}

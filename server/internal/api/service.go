@@ -1,0 +1,353 @@
+// Package api implements corsd's two RPC services, DecisionService and
+// ConfigService, once, for both transports: the generated grpc-go and
+// Connect ("simple") interfaces have the same method signatures, so one
+// Service value is registered with both servers. Handlers return domain
+// errors; the interceptors in errors.go render them per transport.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	corsdv1 "github.com/corsd/corsd/gen/corsd/v1"
+	"github.com/corsd/corsd/gen/corsd/v1/corsdv1connect"
+	"github.com/corsd/corsd/server/internal/bucketname"
+	"github.com/corsd/corsd/server/internal/cache"
+	"github.com/corsd/corsd/server/internal/s3cors"
+	"github.com/corsd/corsd/server/internal/store"
+)
+
+// Limits on a decision request. A gateway passes browser-controlled values
+// through, so each is bounded; the defaults are far above what browsers send.
+type Limits struct {
+	MaxOriginBytes        int // Origin; default 4096
+	MaxRequestHeaderBytes int // Access-Control-Request-Headers; default 8192
+	MaxRequestHeaderNames int // names in Access-Control-Request-Headers; default 100
+	MaxBatch              int // requests in one EvaluateBatch; default 1000
+	MaxListPage           int // buckets in one ListBucketCors page; default 1000
+}
+
+func (l *Limits) withDefaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&l.MaxOriginBytes, 4096)
+	def(&l.MaxRequestHeaderBytes, 8192)
+	def(&l.MaxRequestHeaderNames, 100)
+	def(&l.MaxBatch, 1000)
+	def(&l.MaxListPage, 1000)
+}
+
+// Options configure a Service.
+type Options struct {
+	Engine s3cors.Options
+	Limits Limits
+	// HostID fills the HostId element of S3 error bodies; random when empty.
+	HostID string
+	Logger *slog.Logger
+}
+
+// Service implements DecisionService and ConfigService for grpc-go and
+// Connect alike.
+type Service struct {
+	corsdv1.UnimplementedDecisionServiceServer
+	corsdv1.UnimplementedConfigServiceServer
+
+	store  store.Store
+	cache  *cache.Cache
+	opts   Options
+	log    *slog.Logger
+	hostID string
+	// Decision ids are a per-process random prefix and a counter: unique,
+	// ordered within a process, and one allocation each.
+	idPrefix string
+	idSeq    atomic.Uint64
+}
+
+var (
+	_ corsdv1.DecisionServiceServer         = (*Service)(nil)
+	_ corsdv1.ConfigServiceServer           = (*Service)(nil)
+	_ corsdv1connect.DecisionServiceHandler = (*Service)(nil)
+	_ corsdv1connect.ConfigServiceHandler   = (*Service)(nil)
+)
+
+// New returns a Service reading configurations through c and writing them
+// to st. c's Loader must read from st (see Loader).
+func New(st store.Store, c *cache.Cache, opts Options) *Service {
+	opts.Limits.withDefaults()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	var rnd [16]byte
+	_, _ = rand.Read(rnd[:]) // crypto/rand.Read never fails on Linux
+	hostID := opts.HostID
+	if hostID == "" {
+		hostID = base64.StdEncoding.EncodeToString(rnd[:12])
+	}
+	return &Service{store: st, cache: c, opts: opts, log: opts.Logger, hostID: hostID,
+		idPrefix: hex.EncodeToString(rnd[12:]) + "-"}
+}
+
+// Loader returns the cache loader that reads a bucket from st and compiles
+// it. A stored document that no longer decodes (a hand-edited file) is an
+// error, so the cache keeps serving the last good rule set.
+func Loader(st store.Store, opts s3cors.Options) cache.Loader {
+	return func(ctx context.Context, bucket string) (*cache.Entry, error) {
+		rec, err := st.Get(ctx, bucket)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return &cache.Entry{Bucket: bucket}, nil
+			}
+			return nil, err
+		}
+		cfg, err := s3cors.DecodeXML(rec.Document)
+		if err != nil {
+			return nil, &corruptError{bucket: bucket, err: err}
+		}
+		return &cache.Entry{Bucket: bucket, RuleSet: s3cors.Compile(cfg, opts), ETag: rec.ETag, Updated: rec.Updated}, nil
+	}
+}
+
+func (s *Service) nextID() string {
+	return s.idPrefix + strconv.FormatUint(s.idSeq.Add(1), 36)
+}
+
+// Evaluate answers one request as S3 would.
+func (s *Service) Evaluate(ctx context.Context, req *corsdv1.EvaluateRequest) (*corsdv1.EvaluateResponse, error) {
+	var res s3cors.Result
+	return s.evaluate(ctx, req, &res)
+}
+
+// EvaluateBatch answers many requests in order; it fails as a whole if any
+// request is invalid or any bucket cannot be read.
+func (s *Service) EvaluateBatch(ctx context.Context, req *corsdv1.EvaluateBatchRequest) (*corsdv1.EvaluateBatchResponse, error) {
+	if n := len(req.GetRequests()); n > s.opts.Limits.MaxBatch {
+		return nil, badRequest("a batch holds at most %d requests, got %d", s.opts.Limits.MaxBatch, n)
+	}
+	out := &corsdv1.EvaluateBatchResponse{Responses: make([]*corsdv1.EvaluateResponse, len(req.GetRequests()))}
+	var res s3cors.Result
+	for i, r := range req.GetRequests() {
+		resp, err := s.evaluate(ctx, r, &res)
+		if err != nil {
+			return nil, prefixErr(err, i)
+		}
+		out.Responses[i] = resp
+	}
+	return out, nil
+}
+
+func prefixErr(err error, i int) error {
+	if rqe, ok := err.(*requestError); ok {
+		return &requestError{reason: rqe.reason, msg: "requests[" + strconv.Itoa(i) + "]: " + rqe.msg}
+	}
+	return err
+}
+
+func (s *Service) evaluate(ctx context.Context, req *corsdv1.EvaluateRequest, res *s3cors.Result) (*corsdv1.EvaluateResponse, error) {
+	if err := s.checkRequest(req); err != nil {
+		return nil, err
+	}
+	id := s.nextID()
+	er := s3cors.Request{
+		BucketMissing:               req.GetBucketMissing(),
+		Key:                         req.GetKey(),
+		Method:                      req.GetMethod(),
+		Origin:                      req.GetOrigin(),
+		AccessControlRequestMethod:  req.GetAccessControlRequestMethod(),
+		AccessControlRequestHeaders: req.GetAccessControlRequestHeaders(),
+		RequestID:                   req.GetRequestId(),
+		HostID:                      s.hostID,
+		Explain:                     req.GetExplain(),
+	}
+	if er.RequestID == "" {
+		er.RequestID = id
+	}
+	var (
+		rs   *s3cors.RuleSet
+		etag string
+	)
+	// The store is consulted only when the answer depends on it: requests
+	// without Origin (most SDK traffic) never touch it unless every answer
+	// carries Vary, and a name S3 would refuse cannot have a configuration.
+	if !er.BucketMissing && (er.Origin != "" || s.opts.Engine.VaryAlways) && bucketname.Validate(req.GetBucket()) == nil {
+		e, err := s.cache.Get(ctx, req.GetBucket())
+		if err != nil {
+			return nil, err
+		}
+		rs, etag = e.RuleSet, e.ETag
+	}
+	s3cors.Evaluate(rs, &er, res)
+	return toProtoResponse(res, etag, id), nil
+}
+
+func (s *Service) checkRequest(req *corsdv1.EvaluateRequest) error {
+	l := &s.opts.Limits
+	switch {
+	case req.GetBucket() == "":
+		return badRequest("bucket is required")
+	case req.GetMethod() == "":
+		return badRequest("method is required")
+	case len(req.GetOrigin()) > l.MaxOriginBytes:
+		return badRequest("origin is %d bytes; the limit is %d", len(req.GetOrigin()), l.MaxOriginBytes)
+	case len(req.GetAccessControlRequestHeaders()) > l.MaxRequestHeaderBytes:
+		return badRequest("access_control_request_headers is %d bytes; the limit is %d",
+			len(req.GetAccessControlRequestHeaders()), l.MaxRequestHeaderBytes)
+	case strings.Count(req.GetAccessControlRequestHeaders(), ",") >= l.MaxRequestHeaderNames:
+		return badRequest("access_control_request_headers names more than %d headers", l.MaxRequestHeaderNames)
+	}
+	return nil
+}
+
+// decodeDocument accepts the document oneof of Put and Validate requests.
+func decodeDocument(cfg *corsdv1.CorsConfiguration, xmlDoc, jsonDoc *string) (*s3cors.Configuration, error) {
+	switch {
+	case cfg != nil:
+		c := fromProtoConfig(cfg)
+		if err := s3cors.Validate(c); err != nil {
+			return nil, err
+		}
+		return c, nil
+	case xmlDoc != nil:
+		return s3cors.DecodeXML([]byte(*xmlDoc))
+	case jsonDoc != nil:
+		c, _, err := s3cors.DecodeJSON([]byte(*jsonDoc))
+		return c, err
+	}
+	return nil, &requestError{reason: ReasonMissingRequestBody, msg: "Request Body is empty"}
+}
+
+func putDocument(req *corsdv1.PutBucketCorsRequest) (*s3cors.Configuration, error) {
+	switch d := req.GetDocument().(type) {
+	case *corsdv1.PutBucketCorsRequest_Configuration:
+		return decodeDocument(d.Configuration, nil, nil)
+	case *corsdv1.PutBucketCorsRequest_Xml:
+		return decodeDocument(nil, &d.Xml, nil)
+	case *corsdv1.PutBucketCorsRequest_Json:
+		return decodeDocument(nil, nil, &d.Json)
+	}
+	return decodeDocument(nil, nil, nil)
+}
+
+// PutBucketCors validates, compiles and stores a configuration; a refused
+// document changes nothing.
+func (s *Service) PutBucketCors(ctx context.Context, req *corsdv1.PutBucketCorsRequest) (*corsdv1.PutBucketCorsResponse, error) {
+	if err := bucketname.Validate(req.GetBucket()); err != nil {
+		return nil, err
+	}
+	cfg, err := putDocument(req)
+	if err != nil {
+		return nil, err
+	}
+	// Compiling before storing means only documents the engine can serve
+	// are ever written.
+	rs := s3cors.Compile(cfg, s.opts.Engine)
+	rec, err := s.store.Put(ctx, req.GetBucket(), s3cors.EncodeXML(cfg), req.GetIfMatch())
+	if err != nil {
+		return nil, err
+	}
+	s.cache.Set(&cache.Entry{Bucket: rec.Bucket, RuleSet: rs, ETag: rec.ETag, Updated: rec.Updated})
+	return &corsdv1.PutBucketCorsResponse{Etag: rec.ETag}, nil
+}
+
+// GetBucketCors returns the stored configuration, read from the store (not
+// the cache) so an administrator always sees what is stored.
+func (s *Service) GetBucketCors(ctx context.Context, req *corsdv1.GetBucketCorsRequest) (*corsdv1.GetBucketCorsResponse, error) {
+	if err := bucketname.Validate(req.GetBucket()); err != nil {
+		return nil, err
+	}
+	rec, err := s.store.Get(ctx, req.GetBucket())
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := s3cors.DecodeXML(rec.Document)
+	if err != nil {
+		return nil, &corruptError{bucket: req.GetBucket(), err: err}
+	}
+	return &corsdv1.GetBucketCorsResponse{Configuration: toProtoConfig(cfg), Xml: string(rec.Document),
+		Etag: rec.ETag, UpdateTime: timestamppb.New(rec.Updated)}, nil
+}
+
+// DeleteBucketCors removes the configuration; deleting none succeeds.
+func (s *Service) DeleteBucketCors(ctx context.Context, req *corsdv1.DeleteBucketCorsRequest) (*corsdv1.DeleteBucketCorsResponse, error) {
+	if err := bucketname.Validate(req.GetBucket()); err != nil {
+		return nil, err
+	}
+	if err := s.store.Delete(ctx, req.GetBucket(), req.GetIfMatch()); err != nil {
+		return nil, err
+	}
+	s.cache.Set(&cache.Entry{Bucket: req.GetBucket()})
+	return &corsdv1.DeleteBucketCorsResponse{}, nil
+}
+
+// ListBucketCors pages through the configured buckets in name order.
+func (s *Service) ListBucketCors(ctx context.Context, req *corsdv1.ListBucketCorsRequest) (*corsdv1.ListBucketCorsResponse, error) {
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0:
+		return nil, badRequest("page_size must not be negative")
+	case size == 0:
+		size = 100
+	case size > s.opts.Limits.MaxListPage:
+		size = s.opts.Limits.MaxListPage
+	}
+	after := ""
+	if tok := req.GetPageToken(); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil || len(b) == 0 {
+			return nil, badRequest("page_token is not a token this server issued")
+		}
+		after = string(b)
+	}
+	recs, next, err := s.store.List(ctx, req.GetPrefix(), after, size)
+	if err != nil {
+		return nil, err
+	}
+	out := &corsdv1.ListBucketCorsResponse{Buckets: make([]*corsdv1.BucketCorsSummary, len(recs))}
+	for i, rec := range recs {
+		sum := &corsdv1.BucketCorsSummary{Bucket: rec.Bucket, Etag: rec.ETag, UpdateTime: timestamppb.New(rec.Updated)}
+		if cfg, err := s3cors.DecodeXML(rec.Document); err == nil {
+			sum.RuleCount = int32(len(cfg.Rules))
+		} else {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "stored configuration does not decode",
+				slog.String("bucket", rec.Bucket), slog.Any("error", err))
+		}
+		out.Buckets[i] = sum
+	}
+	if next != "" {
+		out.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(next))
+	}
+	return out, nil
+}
+
+// ValidateBucketCors parses and validates a document without storing it.
+func (s *Service) ValidateBucketCors(ctx context.Context, req *corsdv1.ValidateBucketCorsRequest) (*corsdv1.ValidateBucketCorsResponse, error) {
+	var (
+		cfg *s3cors.Configuration
+		err error
+	)
+	switch d := req.GetDocument().(type) {
+	case *corsdv1.ValidateBucketCorsRequest_Configuration:
+		cfg, err = decodeDocument(d.Configuration, nil, nil)
+	case *corsdv1.ValidateBucketCorsRequest_Xml:
+		cfg, err = decodeDocument(nil, &d.Xml, nil)
+	case *corsdv1.ValidateBucketCorsRequest_Json:
+		cfg, err = decodeDocument(nil, nil, &d.Json)
+	default:
+		cfg, err = decodeDocument(nil, nil, nil)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &corsdv1.ValidateBucketCorsResponse{Configuration: toProtoConfig(cfg), Xml: string(s3cors.EncodeXML(cfg))}, nil
+}
