@@ -68,14 +68,15 @@ func (l *lockedBuffer) String() string {
 
 // server is one running corsd process.
 type server struct {
-	t        testing.TB
-	cmd      *exec.Cmd
-	DataDir  string
-	GRPCAddr string // host:port or unix:///path
-	HTTPAddr string
-	logs     *lockedBuffer
-	exited   chan struct{}
-	exitErr  error
+	t         testing.TB
+	cmd       *exec.Cmd
+	DataDir   string
+	GRPCAddr  string // host:port or unix:///path
+	HTTPAddr  string
+	DebugAddr string
+	logs      *lockedBuffer
+	exited    chan struct{}
+	exitErr   error
 }
 
 // startServer runs `corsd serve` on ephemeral loopback ports (unless args
@@ -84,7 +85,7 @@ type server struct {
 func startServer(t testing.TB, dataDir string, args ...string) *server {
 	t.Helper()
 	full := append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-		"--data-dir", dataDir, "--log-format", "json", "--shutdown-timeout", "5s"}, args...)
+		"--data-dir", dataDir, "--log-format", "json", "--shutdown-timeout", "5s", "--debug-addr", "127.0.0.1:0"}, args...)
 	cmd := exec.Command(binPath, full...)
 	cmd.Env = append(os.Environ(), "CORSD_LOG_LEVEL=debug")
 	stderr, err := cmd.StderrPipe()
@@ -116,10 +117,13 @@ func startServer(t testing.TB, dataDir string, args ...string) *server {
 	for s.GRPCAddr == "" || s.HTTPAddr == "" {
 		select {
 		case a := <-addrs:
-			if a[0] == "grpc" {
+			switch a[0] {
+			case "grpc":
 				s.GRPCAddr = a[1]
-			} else {
+			case "http":
 				s.HTTPAddr = a[1]
+			case "debug":
+				s.DebugAddr = a[1]
 			}
 		case <-s.exited:
 			t.Fatalf("corsd exited before listening: %v\n%s", s.exitErr, s.logs)

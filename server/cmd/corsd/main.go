@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -70,6 +71,23 @@ func serve(args []string, getenv func(string) string, stderr io.Writer) int {
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "HTTP listener: keep-alive connections idle longer are closed")
 	fs.DurationVar(&cfg.MaxConnectionAge, "max-connection-age", cfg.MaxConnectionAge, "gRPC listener: connections are closed (gracefully) after this age so gateways rebalance across replicas")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "on SIGTERM/SIGINT, how long in-flight calls may take before connections are closed")
+	fs.DurationVar(&cfg.DrainDelay, "drain-delay", cfg.DrainDelay, "on SIGTERM/SIGINT, how long to keep serving while reporting not ready, so load balancers stop sending calls first (e.g. 5s in Kubernetes)")
+	fs.StringVar(&cfg.DebugAddr, "debug-addr", cfg.DebugAddr, "debug listener: pprof, /debug/config, /debug/rulesets; keep it on loopback; empty to disable")
+	fs.DurationVar(&cfg.HealthInterval, "health-interval", cfg.HealthInterval, "how often the store is pinged; readiness follows the answer")
+	fs.Func("latency-buckets", "decision latency histogram buckets in seconds, comma-separated and increasing (default 1e-6 growing ×2.5 to ~0.9)", func(v string) error {
+		cfg.LatencyBuckets = nil
+		for _, f := range strings.Split(v, ",") {
+			b, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+			if err != nil {
+				return err
+			}
+			cfg.LatencyBuckets = append(cfg.LatencyBuckets, b)
+		}
+		return nil
+	})
+	fs.Float64Var(&cfg.DecisionLogSampleRate, "decision-log-sample-rate", cfg.DecisionLogSampleRate, "fraction of decisions written to the decision log, 0 (off) to 1")
+	fs.IntVar(&cfg.DecisionLogBuffer, "decision-log-buffer", cfg.DecisionLogBuffer, "decision log entries waiting to be written; when full, entries are dropped (and counted), never waited for")
+	fs.StringVar(&cfg.DecisionLogPath, "decision-log-path", cfg.DecisionLogPath, "file the decision log is appended to as JSON lines; - for stdout")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	fs.Usage = func() {

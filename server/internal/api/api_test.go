@@ -98,7 +98,7 @@ func TestErrorsMapToCodesInOnePlace(t *testing.T) {
 	}
 }
 
-func newService(t *testing.T) (*Service, store.Store) {
+func newService(t testing.TB) (*Service, store.Store) {
 	t.Helper()
 	st, err := filestore.Open(context.Background(), t.TempDir(), filestore.Options{})
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 
 	"connectrpc.com/connect"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -153,31 +152,5 @@ func logIfInternal(ctx context.Context, log *slog.Logger, procedure string, err 
 	case codes.Internal, codes.DataLoss, codes.Unavailable:
 		log.LogAttrs(ctx, slog.LevelError, "rpc failed", slog.String("procedure", procedure),
 			slog.String("code", code.String()), slog.Any("error", err))
-	}
-}
-
-// GRPCErrorInterceptor maps handler errors to gRPC statuses.
-func GRPCErrorInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		resp, err := handler(ctx, req)
-		if err != nil {
-			logIfInternal(ctx, log, info.FullMethod, err)
-			return nil, GRPCError(err)
-		}
-		return resp, nil
-	}
-}
-
-// ConnectErrorInterceptor maps handler errors to Connect errors.
-func ConnectErrorInterceptor(log *slog.Logger) connect.UnaryInterceptorFunc {
-	return func(next connect.UnaryFunc) connect.UnaryFunc {
-		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			resp, err := next(ctx, req)
-			if err != nil {
-				logIfInternal(ctx, log, req.Spec().Procedure, err)
-				return nil, ConnectError(err)
-			}
-			return resp, nil
-		}
 	}
 }

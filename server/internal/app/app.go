@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -34,6 +36,7 @@ import (
 	"github.com/corsd/corsd/server/internal/s3cors"
 	"github.com/corsd/corsd/server/internal/store"
 	"github.com/corsd/corsd/server/internal/store/filestore"
+	"github.com/corsd/corsd/server/internal/telemetry"
 )
 
 // Config is every setting of `corsd serve`. cmd/corsd fills it from flags
@@ -55,6 +58,14 @@ type Config struct {
 	IdleTimeout       time.Duration // HTTP listener
 	MaxConnectionAge  time.Duration // gRPC: connections are closed after this, so gateways rebalance
 	ShutdownTimeout   time.Duration // how long in-flight calls get on shutdown
+	DrainDelay        time.Duration // on shutdown, time spent not-ready but still serving, so load balancers notice
+
+	DebugAddr             string    // pprof, /debug/config, /debug/rulesets; "" = off. Loopback by default.
+	LatencyBuckets        []float64 // decision latency histogram buckets, seconds; nil = 1µs…~1s
+	HealthInterval        time.Duration
+	DecisionLogSampleRate float64 // 0 = decision log off
+	DecisionLogBuffer     int
+	DecisionLogPath       string // "-" = stdout
 }
 
 // DefaultConfig returns the defaults `corsd serve` documents.
@@ -71,6 +82,10 @@ func DefaultConfig() Config {
 		IdleTimeout:       2 * time.Minute,
 		MaxConnectionAge:  10 * time.Minute,
 		ShutdownTimeout:   15 * time.Second,
+		DebugAddr:         "127.0.0.1:6060",
+		HealthInterval:    2 * time.Second,
+		DecisionLogBuffer: 4096,
+		DecisionLogPath:   "-",
 	}
 }
 
@@ -91,6 +106,21 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--shutdown-timeout must be positive, got %s", c.ShutdownTimeout)
 	case c.RescanInterval <= 0:
 		return fmt.Errorf("--rescan-interval must be positive, got %s", c.RescanInterval)
+	case c.DrainDelay < 0:
+		return fmt.Errorf("--drain-delay must not be negative, got %s", c.DrainDelay)
+	case c.HealthInterval <= 0:
+		return fmt.Errorf("--health-interval must be positive, got %s", c.HealthInterval)
+	case c.DecisionLogSampleRate < 0 || c.DecisionLogSampleRate > 1:
+		return fmt.Errorf("--decision-log-sample-rate must be between 0 and 1, got %g", c.DecisionLogSampleRate)
+	case c.DecisionLogBuffer <= 0:
+		return fmt.Errorf("--decision-log-buffer must be positive, got %d", c.DecisionLogBuffer)
+	case c.DecisionLogPath == "":
+		return errors.New("--decision-log-path must not be empty (use - for stdout)")
+	}
+	for i, b := range c.LatencyBuckets {
+		if b <= 0 || (i > 0 && b <= c.LatencyBuckets[i-1]) {
+			return fmt.Errorf("--latency-buckets must be positive and increasing, got %v", c.LatencyBuckets)
+		}
 	}
 	return nil
 }
@@ -99,7 +129,8 @@ func (c *Config) Validate() error {
 type App struct {
 	cfg        Config
 	log        *slog.Logger
-	store      store.Store
+	store      store.Store // instrumented
+	rawStore   store.Store // what Close is called on
 	cache      *cache.Cache
 	svc        *api.Service
 	grpcSrv    *grpc.Server
@@ -108,42 +139,103 @@ type App struct {
 	httpHealth *grpchealth.StaticChecker
 	grpcLis    net.Listener
 	httpLis    net.Listener
+	debugSrv   *http.Server
+	debugLis   net.Listener
+
+	metrics  *telemetry.Metrics
+	observer *api.Observer
+	dlog     *telemetry.DecisionLog
+	dlogFile *os.File
+	health   *healthState
 }
 
 // serviceNames are reported by both health services, with "" for the
 // server as a whole.
 var serviceNames = []string{"", corsdv1connect.DecisionServiceName, corsdv1connect.ConfigServiceName}
 
-// New opens the store and binds both listeners. Nothing is served until Run.
-func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
+// New opens the store and binds every listener. Nothing is served until
+// Run; a failure closes whatever was opened.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	st, err := filestore.Open(ctx, cfg.DataDir, filestore.Options{Logger: log, RescanInterval: cfg.RescanInterval})
+	a := &App{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			a.closeAll()
+		}
+	}()
+	fs, err := filestore.Open(ctx, cfg.DataDir, filestore.Options{Logger: log, RescanInterval: cfg.RescanInterval})
 	if err != nil {
 		return nil, fmt.Errorf("opening the embedded store in %s: %w", cfg.DataDir, err)
 	}
-	a := &App{cfg: cfg, log: log, store: st}
+	a.rawStore = fs
+	var cacheLen func() int
+	a.metrics = telemetry.NewMetrics(cfg.LatencyBuckets, func() int { return cacheLen() })
+	a.store = telemetry.InstrumentStore(fs, a.metrics)
 	engine := s3cors.Options{VaryAlways: cfg.VaryAlways}
-	a.cache = cache.New(api.Loader(st, engine), cache.Options{MaxEntries: cfg.CacheMaxEntries})
+	a.cache = cache.New(api.Loader(a.store, engine), cache.Options{MaxEntries: cfg.CacheMaxEntries,
+		Observer: a.metrics.NewCacheObserver()})
+	cacheLen = a.cache.Len
 	hostID := cfg.HostID
 	if hostID == "" {
 		hostID = defaultHostID()
 	}
-	a.svc = api.New(st, a.cache, api.Options{Engine: engine, Logger: log, HostID: hostID})
+	a.svc = api.New(a.store, a.cache, api.Options{Engine: engine, Logger: log, HostID: hostID})
+	if err := a.openDecisionLog(); err != nil {
+		return nil, err
+	}
+	a.observer = &api.Observer{Log: log, Metrics: a.metrics, DecisionLog: a.dlog}
+	a.health = newHealthState(log)
 
 	if a.grpcLis, err = listen(cfg.GRPCAddr); err != nil {
-		_ = st.Close()
 		return nil, fmt.Errorf("--grpc-addr: %w", err)
 	}
 	if a.httpLis, err = listen(cfg.HTTPAddr); err != nil {
-		_ = a.grpcLis.Close()
-		_ = st.Close()
 		return nil, fmt.Errorf("--http-addr: %w", err)
+	}
+	if cfg.DebugAddr != "" {
+		if a.debugLis, err = listen(cfg.DebugAddr); err != nil {
+			return nil, fmt.Errorf("--debug-addr: %w", err)
+		}
 	}
 	a.buildGRPC()
 	a.buildHTTP()
+	a.buildDebug()
 	return a, nil
+}
+
+func (a *App) openDecisionLog() error {
+	if a.cfg.DecisionLogSampleRate <= 0 {
+		return nil
+	}
+	var w io.Writer = os.Stdout
+	if a.cfg.DecisionLogPath != "-" {
+		f, err := os.OpenFile(a.cfg.DecisionLogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		if err != nil {
+			return fmt.Errorf("--decision-log-path: %w", err)
+		}
+		a.dlogFile, w = f, f
+	}
+	a.dlog = telemetry.NewDecisionLog(telemetry.DecisionLogOptions{SampleRate: a.cfg.DecisionLogSampleRate,
+		BufferSize: a.cfg.DecisionLogBuffer, Writer: w}, a.metrics)
+	return nil
+}
+
+// closeAll releases what New opened, for a failed New.
+func (a *App) closeAll() {
+	for _, l := range []net.Listener{a.grpcLis, a.httpLis, a.debugLis} {
+		if l != nil {
+			_ = l.Close()
+		}
+	}
+	a.dlog.Close()
+	if a.dlogFile != nil {
+		_ = a.dlogFile.Close()
+	}
+	if a.rawStore != nil {
+		_ = a.rawStore.Close()
+	}
 }
 
 // listen accepts host:port or unix:///path. A stale socket file from a
@@ -163,7 +255,7 @@ func listen(addr string) (net.Listener, error) {
 
 func (a *App) buildGRPC() {
 	a.grpcSrv = grpc.NewServer(
-		grpc.ChainUnaryInterceptor(api.GRPCErrorInterceptor(a.log)),
+		grpc.ChainUnaryInterceptor(a.observer.GRPCInterceptor()),
 		grpc.MaxRecvMsgSize(a.cfg.MaxMessageBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			MaxConnectionAge:      a.cfg.MaxConnectionAge,
@@ -173,6 +265,7 @@ func (a *App) buildGRPC() {
 	corsdv1.RegisterDecisionServiceServer(a.grpcSrv, a.svc)
 	corsdv1.RegisterConfigServiceServer(a.grpcSrv, a.svc)
 	a.grpcHealth = health.NewServer()
+	a.health.grpc = a.grpcHealth
 	healthpb.RegisterHealthServer(a.grpcSrv, a.grpcHealth)
 	if a.cfg.Reflection {
 		reflection.Register(a.grpcSrv) // v1 and v1alpha
@@ -181,14 +274,17 @@ func (a *App) buildGRPC() {
 
 func (a *App) buildHTTP() {
 	opts := connect.WithHandlerOptions(
-		connect.WithInterceptors(api.ConnectErrorInterceptor(a.log)),
+		connect.WithInterceptors(a.observer.ConnectInterceptor()),
 		connect.WithReadMaxBytes(a.cfg.MaxMessageBytes),
 	)
 	mux := http.NewServeMux()
 	mux.Handle(corsdv1connect.NewDecisionServiceHandler(a.svc, opts))
 	mux.Handle(corsdv1connect.NewConfigServiceHandler(a.svc, opts))
 	a.httpHealth = grpchealth.NewStaticChecker(serviceNames[1:]...)
+	a.health.connect = a.httpHealth
+	a.health.set(false, "starting") // until Run has reached the store
 	mux.Handle(grpchealth.NewHandler(a.httpHealth))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{Registry: a.metrics.Registry}))
 	if a.cfg.Reflection {
 		reflector := grpcreflect.NewStaticReflector(corsdv1connect.DecisionServiceName, corsdv1connect.ConfigServiceName,
 			grpchealth.HealthV1ServiceName)
@@ -214,13 +310,11 @@ func (a *App) buildHTTP() {
 	}
 }
 
-func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
+func (a *App) readyz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-	defer cancel()
-	if err := a.store.Ping(ctx); err != nil {
+	if ready, why := a.health.get(); !ready {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = fmt.Fprintf(w, "store: %v\n", err)
+		_, _ = fmt.Fprintf(w, "not ready: %s\n", why)
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))
@@ -232,52 +326,66 @@ func (a *App) GRPCAddr() net.Addr { return a.grpcLis.Addr() }
 // HTTPAddr is the bound HTTP address.
 func (a *App) HTTPAddr() net.Addr { return a.httpLis.Addr() }
 
-// Run serves until ctx ends, then shuts down gracefully: health turns
-// NOT_SERVING, in-flight calls get ShutdownTimeout to finish, the store is
-// closed. It returns the first serving error, or nil after a clean stop.
+// Run serves until ctx ends, then shuts down gracefully: readiness turns
+// NOT_SERVING at once, the listeners keep serving for DrainDelay so load
+// balancers stop sending new calls, then in-flight calls get
+// ShutdownTimeout to finish and the store is closed. It returns the first
+// serving error, or nil after a clean stop.
 func (a *App) Run(ctx context.Context) error {
-	for _, name := range serviceNames {
-		a.grpcHealth.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	a.log.Info("effective configuration", slog.Any("config", a.cfg.Redacted()))
+	// debug first: tests take the grpc and http lines as "all bound".
+	if a.debugLis != nil {
+		a.log.Info("listening", slog.String("transport", "debug"), slog.String("addr", addrString(a.debugLis.Addr())))
 	}
 	a.log.Info("listening", slog.String("transport", "grpc"), slog.String("addr", addrString(a.GRPCAddr())))
 	a.log.Info("listening", slog.String("transport", "http"), slog.String("addr", addrString(a.HTTPAddr())))
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if err := a.grpcSrv.Serve(a.grpcLis); err != nil {
 			errc <- fmt.Errorf("grpc listener: %w", err)
 		}
 	})
-	wg.Go(func() {
-		if err := a.httpSrv.Serve(a.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("http listener: %w", err)
+	serveHTTP := func(name string, srv *http.Server, l net.Listener) {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("%s listener: %w", name, err)
 		}
-	})
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	wg.Go(func() { a.watchChanges(watchCtx) })
+	}
+	wg.Go(func() { serveHTTP("http", a.httpSrv, a.httpLis) })
+	if a.debugSrv != nil {
+		wg.Go(func() { serveHTTP("debug", a.debugSrv, a.debugLis) })
+	}
+	bg, stopBG := context.WithCancel(context.Background())
+	wg.Go(func() { a.watchChanges(bg) })
+	wg.Go(func() { a.watchHealth(bg) })
 
 	var runErr error
 	select {
 	case <-ctx.Done():
-		a.log.Info("shutting down", slog.Duration("timeout", a.cfg.ShutdownTimeout))
+		a.log.Info("shutting down", slog.Duration("drain_delay", a.cfg.DrainDelay), slog.Duration("timeout", a.cfg.ShutdownTimeout))
 	case runErr = <-errc:
 		a.log.Error("listener failed; shutting down", slog.Any("error", runErr))
 	}
+	a.health.drain()
+	if runErr == nil && a.cfg.DrainDelay > 0 {
+		time.Sleep(a.cfg.DrainDelay) // still serving: readiness alone tells balancers to go
+	}
 	a.shutdown()
-	stopWatch()
+	stopBG()
 	wg.Wait()
-	if err := a.store.Close(); err != nil && runErr == nil {
+	a.dlog.Close()
+	if a.dlogFile != nil {
+		_ = a.dlogFile.Close()
+	}
+	if err := a.rawStore.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("closing the store: %w", err)
 	}
 	return runErr
 }
 
 func (a *App) shutdown() {
-	a.grpcHealth.Shutdown() // every service NOT_SERVING
-	for _, name := range serviceNames[1:] {
-		a.httpHealth.SetStatus(name, grpchealth.StatusNotServing)
-	}
+	a.grpcHealth.Shutdown() // every service NOT_SERVING, and stays so
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	done := make(chan struct{})
@@ -285,9 +393,14 @@ func (a *App) shutdown() {
 		a.grpcSrv.GracefulStop()
 		close(done)
 	}()
-	if err := a.httpSrv.Shutdown(ctx); err != nil {
-		a.log.Warn("http listener did not drain in time", slog.Any("error", err))
-		_ = a.httpSrv.Close()
+	for _, srv := range []*http.Server{a.httpSrv, a.debugSrv} {
+		if srv == nil {
+			continue
+		}
+		if err := srv.Shutdown(ctx); err != nil {
+			a.log.Warn("http listener did not drain in time", slog.Any("error", err))
+			_ = srv.Close()
+		}
 	}
 	select {
 	case <-done:
@@ -298,14 +411,41 @@ func (a *App) shutdown() {
 	}
 }
 
+// watchHealth pings the store now and every HealthInterval; readiness
+// follows it. Not ready until the store has been reached once.
+func (a *App) watchHealth(ctx context.Context) {
+	t := time.NewTicker(a.cfg.HealthInterval)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, a.cfg.HealthInterval)
+		err := a.store.Ping(pctx)
+		cancel()
+		if err != nil {
+			a.health.set(false, "store unreachable: "+err.Error())
+		} else {
+			a.health.set(true, "")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // watchChanges keeps the cache in step with the store: a change to one
 // bucket drops that bucket's compiled rule set, an "everything may have
 // changed" drops them all (each then reloads on its next use).
 func (a *App) watchChanges(ctx context.Context) {
 	for ch := range a.store.Changes(ctx) {
 		if ch.All {
+			a.metrics.Invalidations.WithLabelValues("all").Inc()
 			a.cache.InvalidateAll()
 			continue
+		}
+		a.metrics.Invalidations.WithLabelValues("bucket").Inc()
+		if !ch.At.IsZero() {
+			a.metrics.PropagationLag.Observe(max(time.Since(ch.At), 0).Seconds())
 		}
 		a.cache.Invalidate(ch.Bucket)
 	}

@@ -1,0 +1,191 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+
+	corsdv1 "github.com/corsd/corsd/gen/corsd/v1"
+	"github.com/corsd/corsd/server/internal/telemetry"
+)
+
+// Observer is what every call goes through on either transport: panic
+// recovery, error rendering, metrics and the decision log. Handlers stay
+// free of all four.
+type Observer struct {
+	Log         *slog.Logger
+	Metrics     *telemetry.Metrics     // nil: no metrics
+	DecisionLog *telemetry.DecisionLog // nil: off
+}
+
+// panicError is a recovered handler panic; it classifies as Internal.
+type panicError struct{ v any }
+
+func (p panicError) Error() string { return fmt.Sprintf("handler panic: %v", p.v) }
+
+// guard runs a handler and turns a panic into an error, so one bad request
+// cannot take the server down.
+func (o *Observer) guard(ctx context.Context, procedure string, call func() (any, error)) (resp any, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			if o.Metrics != nil {
+				o.Metrics.Panics.Inc()
+			}
+			o.Log.LogAttrs(ctx, slog.LevelError, "handler panicked", slog.String("procedure", procedure),
+				slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
+			resp, err = nil, panicError{v}
+		}
+	}()
+	return call()
+}
+
+// after records a finished call.
+func (o *Observer) after(ctx context.Context, transport, procedure string, req, resp any, err error, start time.Time) {
+	logIfInternal(ctx, o.Log, procedure, err)
+	if o.Metrics == nil && o.DecisionLog == nil {
+		return
+	}
+	elapsed := time.Since(start)
+	code := codes.OK
+	if err != nil {
+		code, _, _ = classify(err)
+	}
+	if o.Metrics != nil {
+		o.Metrics.RPCs.WithLabelValues(transport, procedure, code.String()).Inc()
+	}
+	switch r := resp.(type) {
+	case *corsdv1.EvaluateResponse:
+		o.decided(transport, req.(*corsdv1.EvaluateRequest), r, elapsed)
+	case *corsdv1.EvaluateBatchResponse:
+		reqs := req.(*corsdv1.EvaluateBatchRequest).GetRequests()
+		for i, one := range r.GetResponses() {
+			o.decided(transport, reqs[i], one, elapsed)
+		}
+	default:
+		o.configWrite(procedure, err)
+		return
+	}
+	if o.Metrics != nil {
+		o.Metrics.DecisionDuration.WithLabelValues(transport).Observe(elapsed.Seconds())
+	}
+}
+
+func (o *Observer) decided(transport string, req *corsdv1.EvaluateRequest, resp *corsdv1.EvaluateResponse, elapsed time.Duration) {
+	if o.Metrics != nil {
+		o.Metrics.Decisions.WithLabelValues(transport, kindLabel(resp.GetKind()), verdictLabel(resp.GetVerdict())).Inc()
+	}
+	if !o.DecisionLog.Sampled() {
+		return
+	}
+	o.DecisionLog.Add(telemetry.Decision{
+		DecisionID: resp.GetDecisionId(), Transport: transport, Bucket: req.GetBucket(), Key: req.GetKey(),
+		Method: req.GetMethod(), Origin: req.Origin, ACRMethod: req.AccessControlRequestMethod,
+		ACRHeaders: req.AccessControlRequestHeaders, Status: resp.GetStatus(), Kind: kindLabel(resp.GetKind()),
+		Verdict: verdictLabel(resp.GetVerdict()), Reason: resp.GetReason().String(), RuleIndex: resp.MatchedRuleIndex,
+		RuleID: resp.GetMatchedRuleId(), ETag: resp.GetEtag(), Duration: elapsed,
+	})
+}
+
+func (o *Observer) configWrite(procedure string, err error) {
+	if o.Metrics == nil {
+		return
+	}
+	var op string
+	switch procedure {
+	case "/corsd.v1.ConfigService/PutBucketCors":
+		op = "put"
+	case "/corsd.v1.ConfigService/DeleteBucketCors":
+		op = "delete"
+	default:
+		return
+	}
+	result := "ok"
+	if err != nil {
+		switch code, _, _ := classify(err); code {
+		case codes.InvalidArgument:
+			result = "invalid"
+		case codes.FailedPrecondition:
+			result = "precondition_failed"
+		default:
+			result = "error"
+		}
+	}
+	o.Metrics.ConfigWrites.WithLabelValues(op, result).Inc()
+}
+
+func kindLabel(k corsdv1.RequestKind) string {
+	switch k {
+	case corsdv1.RequestKind_REQUEST_KIND_NON_CORS:
+		return "non_cors"
+	case corsdv1.RequestKind_REQUEST_KIND_PREFLIGHT:
+		return "preflight"
+	case corsdv1.RequestKind_REQUEST_KIND_ACTUAL:
+		return "actual"
+	}
+	return "unspecified"
+}
+
+func verdictLabel(v corsdv1.Verdict) string {
+	switch v {
+	case corsdv1.Verdict_VERDICT_ALLOWED:
+		return "allowed"
+	case corsdv1.Verdict_VERDICT_REFUSED:
+		return "refused"
+	case corsdv1.Verdict_VERDICT_PASS:
+		return "pass"
+	}
+	return "unspecified"
+}
+
+// GRPCInterceptor is the grpc-go listener's unary interceptor.
+func (o *Observer) GRPCInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := o.guard(ctx, info.FullMethod, func() (any, error) { return handler(ctx, req) })
+		o.after(ctx, "grpc", info.FullMethod, req, resp, err, start)
+		if err != nil {
+			return nil, GRPCError(err)
+		}
+		return resp, nil
+	}
+}
+
+// ConnectInterceptor is the HTTP listener's interceptor; the transport
+// label is the protocol the client spoke.
+func (o *Observer) ConnectInterceptor() connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			start := time.Now()
+			procedure := req.Spec().Procedure
+			out, err := o.guard(ctx, procedure, func() (any, error) { return next(ctx, req) })
+			var resp connect.AnyResponse
+			var msg any
+			if r, ok := out.(connect.AnyResponse); ok && r != nil {
+				resp, msg = r, r.Any()
+			}
+			o.after(ctx, transportLabel(req.Peer().Protocol), procedure, req.Any(), msg, err, start)
+			if err != nil {
+				return nil, ConnectError(err)
+			}
+			return resp, nil
+		}
+	}
+}
+
+func transportLabel(protocol string) string {
+	switch protocol {
+	case connect.ProtocolConnect:
+		return "connect"
+	case connect.ProtocolGRPC:
+		return "grpc-h2c"
+	case connect.ProtocolGRPCWeb:
+		return "grpcweb"
+	}
+	return protocol
+}
