@@ -47,7 +47,10 @@ func TestReadinessFollowsTheStore(t *testing.T) {
 	parent := t.TempDir()
 	dir := filepath.Join(parent, "data")
 	s := startServer(t, dir, "--health-interval", "100ms")
-	ready := func() bool { code, _ := httpGet(t, http.DefaultClient, "http://"+s.HTTPAddr+"/readyz"); return code == 200 }
+	ready := func() bool {
+		code, _ := httpGet(t, http.DefaultClient, "http://"+s.HTTPAddr+"/readyz")
+		return code == 200
+	}
 	waitFor(t, "ready at start", 5*time.Second, ready)
 	if grpcServing(t, s) != healthpb.HealthCheckResponse_SERVING {
 		t.Fatal("gRPC health not SERVING while ready")
