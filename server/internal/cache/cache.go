@@ -38,6 +38,9 @@ const (
 	DefaultMaxEntries  = 100_000
 	DefaultNegativeTTL = 30 * time.Second
 	DefaultLoadTimeout = time.Second
+	// DefaultRetryBackoff is how long a stale entry whose reload failed is
+	// served without trying the store again.
+	DefaultRetryBackoff = time.Second
 )
 
 // Errors the cache produces itself; a Loader's own errors are returned
@@ -105,6 +108,11 @@ type Options struct {
 	// means the default). The load is detached from the callers' contexts,
 	// so without this bound a hung store would pin the load forever.
 	LoadTimeout time.Duration
+	// RetryBackoff: after a reload of a stale entry fails, the entry is
+	// served at once (stale-if-error, counted) and the store is retried in
+	// the background at most this often (default DefaultRetryBackoff), so a
+	// store outage adds no latency to warm buckets.
+	RetryBackoff time.Duration
 	// Now is the clock for negative-entry expiry, for tests (default
 	// time.Now). Load durations are always measured on the real clock.
 	Now func() time.Time
@@ -129,6 +137,7 @@ type Cache struct {
 	maxEntries  int
 	negativeTTL time.Duration // < 0: negative entries never expire
 	loadTimeout time.Duration
+	backoff     time.Duration
 	now         func() time.Time
 	obs         Observer
 
@@ -178,6 +187,10 @@ type state struct {
 	epoch   uint64 // Cache.epoch when the data was read or written
 	expires int64  // UnixNano after which a negative entry is stale; 0 = never
 	invalid bool   // set by Invalidate
+	// failedAt (UnixNano) marks a stale entry whose reload failed: it is
+	// served without waiting, and reloaded in the background after
+	// RetryBackoff. 0 = no failed reload.
+	failedAt int64
 }
 
 // flight is one coalesced Loader call. Its result fields are written once,
@@ -207,6 +220,7 @@ func New(load Loader, opts Options) *Cache {
 		maxEntries:  opts.MaxEntries,
 		negativeTTL: opts.NegativeTTL,
 		loadTimeout: opts.LoadTimeout,
+		backoff:     opts.RetryBackoff,
 		now:         opts.Now,
 		obs:         opts.Observer,
 	}
@@ -218,6 +232,9 @@ func New(load Loader, opts Options) *Cache {
 	}
 	if c.loadTimeout <= 0 {
 		c.loadTimeout = DefaultLoadTimeout
+	}
+	if c.backoff <= 0 {
+		c.backoff = DefaultRetryBackoff
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -238,12 +255,33 @@ func (c *Cache) Get(ctx context.Context, bucket string) (*Entry, error) {
 	if v, ok := c.slots.Load(bucket); ok {
 		s := v.(*slot)
 		s.touch()
-		if st := s.cur.Load(); st != nil && c.fresh(st) {
-			c.obs.Hit(st.entry.RuleSet == nil)
-			return st.entry, nil
+		if st := s.cur.Load(); st != nil {
+			if c.fresh(st) {
+				c.obs.Hit(st.entry.RuleSet == nil)
+				return st.entry, nil
+			}
+			if st.failedAt != 0 {
+				return c.serveStale(s, st), nil
+			}
 		}
 	}
 	return c.getSlow(ctx, bucket)
+}
+
+// serveStale answers with a stale entry whose last reload failed, and
+// starts a background reload once RetryBackoff has passed since then.
+func (c *Cache) serveStale(s *slot, st *state) *Entry {
+	if c.now().UnixNano()-st.failedAt >= int64(c.backoff) {
+		s.mu.Lock()
+		if s.flight == nil {
+			f := &flight{gen: s.gen, epoch: c.epoch.Load(), done: make(chan struct{})}
+			s.flight = f
+			go c.run(context.Background(), s, f)
+		}
+		s.mu.Unlock()
+	}
+	c.obs.StaleServed()
+	return st.entry
 }
 
 // getSlow joins or starts the bucket's load and waits for it. It is kept out
@@ -327,6 +365,11 @@ func (c *Cache) finish(s *slot, f *flight, e *Entry, err error) {
 		// Stale-if-error. cur may even be fresh if a Set landed meanwhile,
 		// in which case serving it is not stale at all.
 		f.entry, f.stale = cur.entry, !c.fresh(cur)
+		if f.stale {
+			next := *cur
+			next.failedAt = c.now().UnixNano()
+			s.cur.Store(&next)
+		}
 	case err != nil:
 		f.err = fmt.Errorf("cache: load bucket %q: %w", s.bucket, err)
 	case f.gen == s.gen && (cur == nil || f.epoch >= cur.epoch):
@@ -386,6 +429,7 @@ func (c *Cache) Invalidate(bucket string) {
 	if cur := s.cur.Load(); cur != nil && !cur.invalid {
 		next := *cur
 		next.invalid = true
+		next.failedAt = 0 // a change was announced: the store is reachable, wait for it
 		s.cur.Store(&next)
 	}
 	s.mu.Unlock()

@@ -240,12 +240,33 @@ func TestReloadFailureServesStaleEntry(t *testing.T) {
 				t.Fatalf("LoadDone errors = %d, want 1", n)
 			}
 
-			// The entry stays stale, so once the store recovers the next Get
-			// reloads instead of serving the old entry forever.
+			// Within RetryBackoff the stale entry is served at once, without
+			// asking the store again: an outage adds no latency.
+			calls := store.callsFor("b")
+			for range 10 {
+				if got := mustGet(t, c, "b"); got != old {
+					t.Fatalf("Get within the backoff = %+v, want the previous entry", got)
+				}
+			}
+			if n := store.callsFor("b"); n != calls {
+				t.Fatalf("%d loads within the backoff, want none", n-calls)
+			}
+			if n := rec.stale.Load(); n != 11 {
+				t.Fatalf("StaleServed = %d, want 11", n)
+			}
+
+			// The entry stays stale, so once the store recovers a Get after
+			// the backoff starts one background reload (still answering at
+			// once) and the reloaded entry is served from then on.
 			store.fail(nil)
 			store.put("b", `"v2"`)
-			if got := mustGet(t, c, "b"); got.ETag != `"v2"` {
-				t.Fatalf("Get after recovery = %+v, want the reloaded v2", got)
+			clock.Advance(DefaultRetryBackoff)
+			if got := mustGet(t, c, "b"); got != old {
+				t.Fatalf("Get that starts the background reload = %+v, want the previous entry at once", got)
+			}
+			eventually(t, "background reload", func() bool { return mustGet(t, c, "b").ETag == `"v2"` })
+			if n := store.callsFor("b"); n != calls+1 {
+				t.Fatalf("%d background loads, want 1", n-calls)
 			}
 		})
 	}
