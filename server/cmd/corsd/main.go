@@ -1,6 +1,7 @@
 // Command corsd is the S3 CORS policy-decision service.
 //
 //	corsd serve [flags]   run the service (embedded store by default)
+//	corsd bench [flags]   load-test a corsd (started for the run, or --grpc-addr/--http-addr)
 //	corsd help            list the commands
 //
 // Every flag can also be given as a CORSD_* environment variable: --grpc-addr
@@ -36,6 +37,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], getenv, stderr)
+	case "bench":
+		return benchCmd(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return 0
@@ -50,6 +53,7 @@ func usage(w io.Writer) {
 
 Usage:
   corsd serve [flags]    run the decision service (see corsd serve --help)
+  corsd bench [flags]    load-test a corsd: decisions/s and latency per transport (see corsd bench --help)
   corsd help             show this help
 `)
 }

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/corsd/corsd/server/internal/bench"
+)
+
+// benchCmd is `corsd bench`: load the workload into a corsd (one it starts
+// as a child process unless told where one runs), drive every scenario,
+// print the table and the targets, and optionally write JSON.
+func benchCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("corsd bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	opts := bench.Options{Duration: 5 * time.Second, Concurrency: []int{1, 16, 64},
+		Transports: []string{bench.TransportGRPC, bench.TransportConnectGRPC, bench.TransportConnectJSON},
+		Buckets:    300, BatchSize: 100}
+	fs.StringVar(&opts.GRPCAddr, "grpc-addr", "", "gRPC listener of a running corsd; empty starts one for the run (then its CPU per request is reported)")
+	fs.StringVar(&opts.HTTPAddr, "http-addr", "", "HTTP listener of that running corsd")
+	fs.DurationVar(&opts.Duration, "duration", opts.Duration, "how long each scenario runs")
+	conc := fs.String("concurrency", "1,16,64", "comma-separated concurrencies (closed-loop workers)")
+	transports := fs.String("transports", strings.Join(opts.Transports, ","), "comma-separated transports: grpc, connect-grpc, connect-json")
+	fs.IntVar(&opts.Buckets, "buckets", opts.Buckets, "buckets to configure; their rule sets have 1, 5 and 100 rules in turn")
+	fs.IntVar(&opts.BatchSize, "batch-size", opts.BatchSize, "requests per EvaluateBatch call")
+	jsonPath := fs.String("json", "", "also write the results and targets as JSON to this file")
+	short := fs.Bool("short", false, "a few seconds in all: 300ms per scenario, concurrency 1 and 16, 30 buckets (for CI)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: corsd bench [flags]\n\nDrives Evaluate and EvaluateBatch over each transport at each concurrency, next to\ngrpc.health.v1 Check as the floor, and prints requests/s, decisions/s, latency\npercentiles and server CPU per request. Flags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *short {
+		opts.Duration, opts.Buckets, *conc = 300*time.Millisecond, 30, "1,16"
+	}
+	var concurrency []int
+	for _, c := range strings.Split(*conc, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n <= 0 {
+			fmt.Fprintf(stderr, "corsd bench: --concurrency: bad value %q\n", c)
+			return 2
+		}
+		concurrency = append(concurrency, n)
+	}
+	opts.Concurrency = concurrency
+	opts.Transports = strings.Split(*transports, ",")
+	if (opts.GRPCAddr == "") != (opts.HTTPAddr == "") {
+		fmt.Fprintln(stderr, "corsd bench: give both --grpc-addr and --http-addr, or neither")
+		return 2
+	}
+	opts.Progress = func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if opts.GRPCAddr == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			fmt.Fprintf(stderr, "corsd bench: %v\n", err)
+			return 1
+		}
+		dir, err := os.MkdirTemp("", "corsd-bench-")
+		if err != nil {
+			fmt.Fprintf(stderr, "corsd bench: %v\n", err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		srv, err := bench.StartServer(ctx, exe, dir)
+		if err != nil {
+			fmt.Fprintf(stderr, "corsd bench: %v\n", err)
+			return 1
+		}
+		defer func() {
+			if err := srv.Stop(); err != nil {
+				fmt.Fprintf(stderr, "corsd bench: stopping the server: %v\n", err)
+			}
+		}()
+		opts.GRPCAddr, opts.HTTPAddr, opts.ServerPID = srv.GRPCAddr, srv.HTTPAddr, srv.PID()
+		opts.Progress("started corsd (pid %d) on %s and %s", srv.PID(), srv.GRPCAddr, srv.HTTPAddr)
+	}
+	w := bench.NewWorkload(opts.Buckets)
+	opts.Progress("loading %d bucket configurations", opts.Buckets)
+	if err := bench.Load(ctx, &opts, w); err != nil {
+		fmt.Fprintf(stderr, "corsd bench: %v\n", err)
+		return 1
+	}
+	results, err := bench.Run(ctx, &opts, w)
+	if err != nil {
+		fmt.Fprintf(stderr, "corsd bench: %v\n", err)
+		return 1
+	}
+	if err := bench.WriteTable(stdout, results); err != nil {
+		return 1
+	}
+	maxConc := opts.Concurrency[len(opts.Concurrency)-1]
+	targets := bench.Targets(results, maxConc)
+	fmt.Fprintln(stdout, "\ntargets:")
+	bench.WriteTargets(stdout, targets)
+	if *jsonPath != "" {
+		report := benchReport{Results: results, Targets: targets}
+		report.Options.Duration, report.Options.Concurrency = opts.Duration.String(), opts.Concurrency
+		report.Options.Transports, report.Options.Buckets, report.Options.BatchSize = opts.Transports, opts.Buckets, opts.BatchSize
+		b, _ := json.MarshalIndent(report, "", "  ")
+		if err := os.WriteFile(*jsonPath, append(b, '\n'), 0o644); err != nil {
+			fmt.Fprintf(stderr, "corsd bench: --json: %v\n", err)
+			return 1
+		}
+	}
+	for _, r := range results {
+		if r.Errors > 0 || r.Requests == 0 {
+			fmt.Fprintf(stderr, "corsd bench: %s %s c=%d: %d errors, %d requests\n", r.Transport, r.Call, r.Concurrency, r.Errors, r.Requests)
+			return 1
+		}
+	}
+	return 0
+}
+
+// benchReport is the --json output of corsd bench.
+type benchReport struct {
+	Options struct {
+		Duration    string   `json:"duration"`
+		Concurrency []int    `json:"concurrency"`
+		Transports  []string `json:"transports"`
+		Buckets     int      `json:"buckets"`
+		BatchSize   int      `json:"batch_size"`
+	} `json:"options"`
+	Results []bench.Result `json:"results"`
+	Targets []bench.Target `json:"targets"`
+}

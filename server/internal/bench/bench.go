@@ -1,0 +1,356 @@
+// Package bench is corsd's closed-loop load generator (`corsd bench`). It
+// loads a realistic set of bucket configurations into a running corsd,
+// then drives Evaluate and EvaluateBatch over grpc-go, Connect's gRPC
+// protocol (h2c) and Connect JSON at several concurrencies, next to the
+// server's own grpc.health.v1 Check as the floor: what an empty RPC costs
+// on the same server, transport and machine.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	corsdv1 "github.com/corsd/corsd/gen/corsd/v1"
+	"github.com/corsd/corsd/gen/corsd/v1/corsdv1connect"
+)
+
+// Transports the harness can drive.
+const (
+	TransportGRPC        = "grpc"         // grpc-go client → grpc-go listener
+	TransportConnectGRPC = "connect-grpc" // connect-go, gRPC protocol over h2c → HTTP listener
+	TransportConnectJSON = "connect-json" // connect-go, Connect protocol with JSON over HTTP/1.1 → HTTP listener
+)
+
+// Calls the harness can make.
+const (
+	CallHealth   = "health"   // grpc.health.v1.Health/Check: the floor
+	CallEvaluate = "evaluate" // DecisionService/Evaluate
+	CallBatch    = "batch"    // DecisionService/EvaluateBatch
+)
+
+// Options configure a run.
+type Options struct {
+	GRPCAddr, HTTPAddr string
+	// ServerPID, when known, lets the harness read the server's CPU time
+	// from /proc and report CPU per request.
+	ServerPID   int
+	Duration    time.Duration // per scenario
+	Concurrency []int
+	Transports  []string
+	Buckets     int // configured buckets; rule sets of 1, 5 and 100 rules in turn
+	BatchSize   int
+	// Progress receives a line as each scenario starts and ends.
+	Progress func(format string, args ...any)
+}
+
+// Result is one scenario's measurement.
+type Result struct {
+	Transport   string  `json:"transport"`
+	Call        string  `json:"call"`
+	Concurrency int     `json:"concurrency"`
+	Requests    int64   `json:"requests"`
+	Decisions   int64   `json:"decisions"`
+	Errors      int64   `json:"errors"`
+	Seconds     float64 `json:"seconds"`
+	RPS         float64 `json:"requests_per_second"`
+	DPS         float64 `json:"decisions_per_second"`
+	P50us       float64 `json:"p50_us"`
+	P99us       float64 `json:"p99_us"`
+	P999us      float64 `json:"p999_us"`
+	// ServerCPUus is the server's CPU time per request in µs (0 when
+	// unknown); per decision for batches, divide by the batch size.
+	ServerCPUus float64 `json:"server_cpu_us_per_request"`
+}
+
+// Workload is the configurations and the request mix.
+type Workload struct {
+	Buckets  []string
+	Configs  []string // aws-cli JSON, parallel to Buckets
+	Requests []*corsdv1.EvaluateRequest
+}
+
+// NewWorkload builds n buckets whose rule sets have 1, 5 and 100 rules in
+// turn, and a request mix over them: 40% allowed preflights with two
+// requested headers, 20% refused preflights, 30% allowed actual requests,
+// 10% actual requests no rule matches.
+func NewWorkload(n int) *Workload {
+	w := &Workload{}
+	sizes := []int{1, 5, 100}
+	for b := range n {
+		name := fmt.Sprintf("bench-%06d", b)
+		rules := sizes[b%len(sizes)]
+		var sb strings.Builder
+		sb.WriteString(`{"CORSRules":[`)
+		for r := range rules {
+			if r > 0 {
+				sb.WriteByte(',')
+			}
+			fmt.Fprintf(&sb, `{"ID":"r%d","AllowedOrigins":["https://app%d.example","https://*.app%d.example"],"AllowedMethods":["GET","PUT","HEAD"],"AllowedHeaders":["content-type","x-amz-*"],"ExposeHeaders":["ETag"],"MaxAgeSeconds":3000}`, r, r, r)
+		}
+		sb.WriteString(`]}`)
+		w.Buckets = append(w.Buckets, name)
+		w.Configs = append(w.Configs, sb.String())
+	}
+	str := func(s string) *string { return &s }
+	for i := range 1000 {
+		b := i % n
+		rules := sizes[b%len(sizes)]
+		last := fmt.Sprintf("https://app%d.example", rules-1) // the last rule: the most work to find
+		req := &corsdv1.EvaluateRequest{Bucket: w.Buckets[b], Key: "photos/cat.jpg"}
+		switch {
+		case i%10 < 4:
+			req.Method, req.Origin = "OPTIONS", str(last)
+			req.AccessControlRequestMethod, req.AccessControlRequestHeaders = str("PUT"), str("content-type,x-amz-date")
+		case i%10 < 6:
+			req.Method, req.Origin, req.AccessControlRequestMethod = "OPTIONS", str("https://evil.example"), str("PUT")
+		case i%10 < 9:
+			req.Method, req.Origin = "GET", str(last)
+		default:
+			req.Method, req.Origin = "DELETE", str(last)
+		}
+		w.Requests = append(w.Requests, req)
+	}
+	return w
+}
+
+// clientSet is one transport's clients.
+type clientSet struct {
+	evaluate func(context.Context, *corsdv1.EvaluateRequest) error
+	batch    func(context.Context, *corsdv1.EvaluateBatchRequest) error
+	health   func(context.Context) error
+	config   corsdv1connect.ConfigServiceClient
+	close    func()
+}
+
+func newClients(transport string, opts *Options, conns int) (*clientSet, error) {
+	switch transport {
+	case TransportGRPC:
+		conn, err := grpc.NewClient("passthrough:///"+opts.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, err
+		}
+		dc, hc := corsdv1.NewDecisionServiceClient(conn), healthpb.NewHealthClient(conn)
+		return &clientSet{
+			evaluate: func(ctx context.Context, r *corsdv1.EvaluateRequest) error { _, err := dc.Evaluate(ctx, r); return err },
+			batch: func(ctx context.Context, r *corsdv1.EvaluateBatchRequest) error {
+				_, err := dc.EvaluateBatch(ctx, r)
+				return err
+			},
+			health: func(ctx context.Context) error {
+				_, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+				return err
+			},
+			close: func() { _ = conn.Close() },
+		}, nil
+	case TransportConnectGRPC, TransportConnectJSON:
+		tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: 0}
+		copts := []connect.ClientOption{connect.WithProtoJSON()}
+		if transport == TransportConnectGRPC {
+			tr.Protocols = new(http.Protocols)
+			tr.Protocols.SetUnencryptedHTTP2(true)
+			copts = []connect.ClientOption{connect.WithGRPC()}
+		}
+		hc := &http.Client{Transport: tr}
+		base := "http://" + opts.HTTPAddr
+		dc := corsdv1connect.NewDecisionServiceClient(hc, base, copts...)
+		health := connect.NewClient[healthpb.HealthCheckRequest, healthpb.HealthCheckResponse](hc,
+			base+"/grpc.health.v1.Health/Check", copts...)
+		return &clientSet{
+			evaluate: func(ctx context.Context, r *corsdv1.EvaluateRequest) error { _, err := dc.Evaluate(ctx, r); return err },
+			batch: func(ctx context.Context, r *corsdv1.EvaluateBatchRequest) error {
+				_, err := dc.EvaluateBatch(ctx, r)
+				return err
+			},
+			health: func(ctx context.Context) error {
+				_, err := health.CallUnary(ctx, connect.NewRequest(&healthpb.HealthCheckRequest{}))
+				return err
+			},
+			config: corsdv1connect.NewConfigServiceClient(hc, base, copts...),
+			close:  tr.CloseIdleConnections,
+		}, nil
+	}
+	return nil, fmt.Errorf("unknown transport %q (want %s, %s or %s)", transport, TransportGRPC, TransportConnectGRPC, TransportConnectJSON)
+}
+
+// Load stores the workload's configurations, 16 at a time.
+func Load(ctx context.Context, opts *Options, w *Workload) error {
+	cs, err := newClients(TransportConnectGRPC, opts, 16)
+	if err != nil {
+		return err
+	}
+	defer cs.close()
+	var (
+		next  atomic.Int64
+		first error
+		once  sync.Once
+		wg    sync.WaitGroup
+	)
+	for range 16 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(w.Buckets) || ctx.Err() != nil {
+					return
+				}
+				if _, err := cs.config.PutBucketCors(ctx, &corsdv1.PutBucketCorsRequest{Bucket: w.Buckets[i],
+					Document: &corsdv1.PutBucketCorsRequest_Json{Json: w.Configs[i]}}); err != nil {
+					once.Do(func() { first = fmt.Errorf("loading %s: %w", w.Buckets[i], err) })
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+// Run drives every scenario in turn and returns their results in order.
+func Run(ctx context.Context, opts *Options, w *Workload) ([]Result, error) {
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 100
+	}
+	batches := make([]*corsdv1.EvaluateBatchRequest, 0, 16)
+	for b := range 16 {
+		br := &corsdv1.EvaluateBatchRequest{}
+		for i := range opts.BatchSize {
+			br.Requests = append(br.Requests, w.Requests[(b*opts.BatchSize+i)%len(w.Requests)])
+		}
+		batches = append(batches, br)
+	}
+	var results []Result
+	for _, transport := range opts.Transports {
+		for _, conc := range opts.Concurrency {
+			cs, err := newClients(transport, opts, conc)
+			if err != nil {
+				return results, err
+			}
+			for _, call := range []string{CallHealth, CallEvaluate, CallBatch} {
+				if ctx.Err() != nil {
+					cs.close()
+					return results, ctx.Err()
+				}
+				var fn func(ctx context.Context, i int) error
+				perCall := int64(1)
+				switch call {
+				case CallHealth:
+					fn = func(ctx context.Context, _ int) error { return cs.health(ctx) }
+					perCall = 0
+				case CallEvaluate:
+					fn = func(ctx context.Context, i int) error { return cs.evaluate(ctx, w.Requests[i%len(w.Requests)]) }
+				case CallBatch:
+					fn = func(ctx context.Context, i int) error { return cs.batch(ctx, batches[i%len(batches)]) }
+					perCall = int64(opts.BatchSize)
+				}
+				if opts.Progress != nil {
+					opts.Progress("running %-12s %-8s c=%-3d for %s", transport, call, conc, opts.Duration)
+				}
+				r := drive(ctx, opts, conc, fn)
+				r.Transport, r.Call, r.Concurrency, r.Decisions = transport, call, conc, r.Requests*perCall
+				if r.Seconds > 0 {
+					r.DPS = float64(r.Decisions) / r.Seconds
+				}
+				if opts.Progress != nil {
+					opts.Progress("  done: %.0f req/s, p50 %.0fµs, p99 %.0fµs, %d errors", r.RPS, r.P50us, r.P99us, r.Errors)
+				}
+				results = append(results, r)
+			}
+			cs.close()
+		}
+	}
+	return results, nil
+}
+
+// drive runs fn from conc workers for the duration, closed-loop: each
+// worker sends its next call when the previous one returns.
+func drive(ctx context.Context, opts *Options, conc int, fn func(context.Context, int) error) Result {
+	ctx, cancel := context.WithTimeout(ctx, opts.Duration)
+	defer cancel()
+	lat := make([][]time.Duration, conc)
+	var errs atomic.Int64
+	cpu0 := serverCPU(opts.ServerPID)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for wkr := range conc {
+		wg.Go(func() {
+			l := make([]time.Duration, 0, 4096)
+			for i := wkr; ctx.Err() == nil; i += conc {
+				t := time.Now()
+				callCtx, callCancel := context.WithTimeout(context.Background(), 5*time.Second)
+				err := fn(callCtx, i)
+				callCancel()
+				if err != nil {
+					if ctx.Err() != nil {
+						break // the scenario ended mid-call
+					}
+					errs.Add(1)
+					continue
+				}
+				l = append(l, time.Since(t))
+			}
+			lat[wkr] = l
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start).Seconds()
+	cpu := serverCPU(opts.ServerPID) - cpu0
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	r := Result{Requests: int64(len(all)), Errors: errs.Load(), Seconds: elapsed}
+	if elapsed > 0 {
+		r.RPS = float64(r.Requests) / elapsed
+	}
+	r.P50us, r.P99us, r.P999us = pct(all, 0.50), pct(all, 0.99), pct(all, 0.999)
+	if opts.ServerPID > 0 && r.Requests > 0 {
+		r.ServerCPUus = float64(cpu.Microseconds()) / float64(r.Requests)
+	}
+	return r
+}
+
+func pct(sorted []time.Duration, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := min(int(float64(len(sorted))*p), len(sorted)-1)
+	return float64(sorted[i].Nanoseconds()) / 1e3
+}
+
+// serverCPU reads a process's user+system CPU time from /proc/PID/stat.
+func serverCPU(pid int) time.Duration {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		s = s[i+2:]
+	}
+	f := strings.Fields(s)
+	if len(f) < 13 {
+		return 0
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0
+	}
+	const clkTck = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / clkTck
+}
