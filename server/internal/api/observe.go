@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
 	corsdv1 "github.com/corsd/corsd/gen/corsd/v1"
+	"github.com/corsd/corsd/gen/corsd/v1/corsdv1connect"
 	"github.com/corsd/corsd/server/internal/telemetry"
 )
 
@@ -22,6 +25,57 @@ type Observer struct {
 	Log         *slog.Logger
 	Metrics     *telemetry.Metrics     // nil: no metrics
 	DecisionLog *telemetry.DecisionLog // nil: off
+
+	// Label lookups (hashing, a lock) cost more than a decision, so the
+	// series every call touches are resolved once, by index.
+	once      sync.Once
+	decisions [len(transports)][4][4]prometheus.Counter // transport, kind, verdict
+	durations [len(transports)]prometheus.Observer
+	okRPCs    map[string]*[len(transports)]prometheus.Counter // procedure → transport
+}
+
+// transports are the transport label values, in index order.
+var transports = [...]string{"grpc", "connect", "grpc-h2c", "grpcweb"}
+
+// procedures are the RPCs whose OK count is pre-resolved.
+var procedures = []string{
+	corsdv1connect.DecisionServiceEvaluateProcedure, corsdv1connect.DecisionServiceEvaluateBatchProcedure,
+	corsdv1connect.ConfigServicePutBucketCorsProcedure, corsdv1connect.ConfigServiceGetBucketCorsProcedure,
+	corsdv1connect.ConfigServiceDeleteBucketCorsProcedure, corsdv1connect.ConfigServiceListBucketCorsProcedure,
+	corsdv1connect.ConfigServiceValidateBucketCorsProcedure,
+}
+
+func (o *Observer) prepare() {
+	o.once.Do(func() {
+		if o.Metrics == nil {
+			return
+		}
+		o.okRPCs = map[string]*[len(transports)]prometheus.Counter{}
+		for _, p := range procedures {
+			o.okRPCs[p] = new([len(transports)]prometheus.Counter)
+		}
+		for t, tn := range transports {
+			o.durations[t] = o.Metrics.DecisionDuration.WithLabelValues(tn)
+			for k := range 4 {
+				for v := range 4 {
+					o.decisions[t][k][v] = o.Metrics.Decisions.WithLabelValues(tn,
+						kindLabel(corsdv1.RequestKind(k)), verdictLabel(corsdv1.Verdict(v)))
+				}
+			}
+			for _, p := range procedures {
+				o.okRPCs[p][t] = o.Metrics.RPCs.WithLabelValues(tn, p, codes.OK.String())
+			}
+		}
+	})
+}
+
+func transportIndex(t string) int {
+	for i, n := range transports {
+		if n == t {
+			return i
+		}
+	}
+	return -1
 }
 
 // panicError is a recovered handler panic; it classifies as Internal.
@@ -56,29 +110,35 @@ func (o *Observer) after(ctx context.Context, transport, procedure string, req, 
 	if err != nil {
 		code, _, _ = classify(err)
 	}
+	o.prepare()
+	ti := transportIndex(transport)
 	if o.Metrics != nil {
-		o.Metrics.RPCs.WithLabelValues(transport, procedure, code.String()).Inc()
+		if rpcs := o.okRPCs[procedure]; code == codes.OK && rpcs != nil && ti >= 0 {
+			rpcs[ti].Inc()
+		} else {
+			o.Metrics.RPCs.WithLabelValues(transport, procedure, code.String()).Inc()
+		}
 	}
 	switch r := resp.(type) {
 	case *corsdv1.EvaluateResponse:
-		o.decided(transport, req.(*corsdv1.EvaluateRequest), r, elapsed)
+		o.decided(ti, transport, req.(*corsdv1.EvaluateRequest), r, elapsed)
 	case *corsdv1.EvaluateBatchResponse:
 		reqs := req.(*corsdv1.EvaluateBatchRequest).GetRequests()
 		for i, one := range r.GetResponses() {
-			o.decided(transport, reqs[i], one, elapsed)
+			o.decided(ti, transport, reqs[i], one, elapsed)
 		}
 	default:
 		o.configWrite(procedure, err)
 		return
 	}
-	if o.Metrics != nil {
-		o.Metrics.DecisionDuration.WithLabelValues(transport).Observe(elapsed.Seconds())
+	if o.Metrics != nil && ti >= 0 {
+		o.durations[ti].Observe(elapsed.Seconds())
 	}
 }
 
-func (o *Observer) decided(transport string, req *corsdv1.EvaluateRequest, resp *corsdv1.EvaluateResponse, elapsed time.Duration) {
-	if o.Metrics != nil {
-		o.Metrics.Decisions.WithLabelValues(transport, kindLabel(resp.GetKind()), verdictLabel(resp.GetVerdict())).Inc()
+func (o *Observer) decided(ti int, transport string, req *corsdv1.EvaluateRequest, resp *corsdv1.EvaluateResponse, elapsed time.Duration) {
+	if k, v := int(resp.GetKind()), int(resp.GetVerdict()); o.Metrics != nil && ti >= 0 && k < 4 && v < 4 && k >= 0 && v >= 0 {
+		o.decisions[ti][k][v].Inc()
 	}
 	if !o.DecisionLog.Sampled() {
 		return

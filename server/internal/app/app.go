@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -257,6 +258,9 @@ func (a *App) buildGRPC() {
 	a.grpcSrv = grpc.NewServer(
 		grpc.ChainUnaryInterceptor(a.observer.GRPCInterceptor()),
 		grpc.MaxRecvMsgSize(a.cfg.MaxMessageBytes),
+		// A worker pool serves streams on warm goroutines instead of a new
+		// goroutine per call whose stack must grow again every time.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			MaxConnectionAge:      a.cfg.MaxConnectionAge,
 			MaxConnectionAgeGrace: 30 * time.Second,
