@@ -232,3 +232,6 @@ func httpGet(t testing.TB, hc *http.Client, url string) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+// httpClient is a plain client with a timeout, for probes.
+func httpClient() *http.Client { return &http.Client{Timeout: 5 * time.Second} }

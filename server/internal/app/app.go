@@ -37,6 +37,7 @@ import (
 	"github.com/corsd/corsd/server/internal/s3cors"
 	"github.com/corsd/corsd/server/internal/store"
 	"github.com/corsd/corsd/server/internal/store/filestore"
+	"github.com/corsd/corsd/server/internal/store/redisstore"
 	"github.com/corsd/corsd/server/internal/telemetry"
 )
 
@@ -45,7 +46,12 @@ import (
 type Config struct {
 	GRPCAddr string // host:port or unix:///path
 	HTTPAddr string // host:port or unix:///path
-	DataDir  string // embedded store directory
+	DataDir  string // embedded store directory (used when RedisURL is empty)
+
+	RedisURL          string        // shared store: redis://, rediss://, redis+sentinel://, redis+cluster://
+	RedisKeyPrefix    string        // prefix of every key and the channel ("" = the URL's key_prefix, else "corsd:")
+	RedisTimeout      time.Duration // bound on each Redis operation
+	ReconcileInterval time.Duration // Redis: how often cached etags are compared with the store's
 
 	VaryAlways bool   // add Vary to every answer for a configured bucket (spec §12)
 	HostID     string // HostId of S3 error bodies; default derived from the host name
@@ -75,6 +81,8 @@ func DefaultConfig() Config {
 		GRPCAddr:          "127.0.0.1:8081",
 		HTTPAddr:          "127.0.0.1:8080",
 		DataDir:           "corsd-data",
+		RedisTimeout:      600 * time.Millisecond,
+		ReconcileInterval: 30 * time.Second,
 		Reflection:        true,
 		CacheMaxEntries:   100_000,
 		RescanInterval:    30 * time.Second,
@@ -97,8 +105,12 @@ func (c *Config) Validate() error {
 		return errors.New("--grpc-addr must not be empty")
 	case c.HTTPAddr == "":
 		return errors.New("--http-addr must not be empty")
-	case c.DataDir == "":
-		return errors.New("--data-dir must not be empty")
+	case c.DataDir == "" && c.RedisURL == "":
+		return errors.New("--data-dir must not be empty without --redis-url")
+	case c.RedisTimeout <= 0:
+		return fmt.Errorf("--redis-timeout must be positive, got %s", c.RedisTimeout)
+	case c.ReconcileInterval <= 0:
+		return fmt.Errorf("--reconcile-interval must be positive, got %s", c.ReconcileInterval)
 	case c.CacheMaxEntries <= 0:
 		return fmt.Errorf("--cache-max-entries must be positive, got %d", c.CacheMaxEntries)
 	case c.MaxMessageBytes < 64<<10:
@@ -166,11 +178,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 			a.closeAll()
 		}
 	}()
-	fs, err := filestore.Open(ctx, cfg.DataDir, filestore.Options{Logger: log, RescanInterval: cfg.RescanInterval})
-	if err != nil {
-		return nil, fmt.Errorf("opening the embedded store in %s: %w", cfg.DataDir, err)
+	if a.rawStore, err = openStore(ctx, cfg, log); err != nil {
+		return nil, err
 	}
-	a.rawStore = fs
+	fs := a.rawStore
 	var cacheLen func() int
 	a.metrics = telemetry.NewMetrics(cfg.LatencyBuckets, func() int { return cacheLen() })
 	a.store = telemetry.InstrumentStore(fs, a.metrics)
@@ -237,6 +248,30 @@ func (a *App) closeAll() {
 	if a.rawStore != nil {
 		_ = a.rawStore.Close()
 	}
+}
+
+// openStore opens Redis when a URL is given, else the embedded store.
+func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, error) {
+	if cfg.RedisURL == "" {
+		fs, err := filestore.Open(ctx, cfg.DataDir, filestore.Options{Logger: log, RescanInterval: cfg.RescanInterval})
+		if err != nil {
+			return nil, fmt.Errorf("opening the embedded store in %s: %w", cfg.DataDir, err)
+		}
+		return fs, nil
+	}
+	opts, err := redisstore.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("--redis-url: %w", err)
+	}
+	if cfg.RedisKeyPrefix != "" { // the flag wins over a key_prefix in the URL
+		opts.KeyPrefix = cfg.RedisKeyPrefix
+	}
+	opts.OperationTimeout, opts.Logger = cfg.RedisTimeout, log
+	rs, err := redisstore.New(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to Redis (%s): %w", redactURL(cfg.RedisURL), err)
+	}
+	return rs, nil
 }
 
 // listen accepts host:port or unix:///path. A stale socket file from a
@@ -363,6 +398,9 @@ func (a *App) Run(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.Background())
 	wg.Go(func() { a.watchChanges(bg) })
 	wg.Go(func() { a.watchHealth(bg) })
+	if v, ok := a.rawStore.(store.Versioner); ok {
+		wg.Go(func() { a.reconcile(bg, v) })
+	}
 
 	var runErr error
 	select {
@@ -444,6 +482,7 @@ func (a *App) watchChanges(ctx context.Context) {
 	for ch := range a.store.Changes(ctx) {
 		if ch.All {
 			a.metrics.Invalidations.WithLabelValues("all").Inc()
+			a.metrics.Resubscriptions.Inc()
 			a.cache.InvalidateAll()
 			continue
 		}
@@ -464,6 +503,46 @@ func defaultHostID() string {
 	}
 	sum := sha256.Sum256([]byte("corsd host " + name))
 	return base64.StdEncoding.EncodeToString(sum[:24])
+}
+
+// reconcile compares every cached bucket's etag with the store's at each
+// ReconcileInterval and drops the entries that differ: pub/sub is
+// at-most-once, so this bounds how long a lost notification can matter.
+func (a *App) reconcile(ctx context.Context, v store.Versioner) {
+	t := time.NewTicker(a.cfg.ReconcileInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		snap := a.cache.Snapshot()
+		if len(snap) == 0 {
+			continue
+		}
+		buckets := make([]string, len(snap))
+		for i, e := range snap {
+			buckets[i] = e.Bucket
+		}
+		rctx, cancel := context.WithTimeout(ctx, a.cfg.ReconcileInterval)
+		current, err := v.Versions(rctx, buckets)
+		cancel()
+		if err != nil {
+			a.log.Warn("reconcile: cannot read versions", slog.Any("error", err))
+			continue
+		}
+		n := 0
+		for _, e := range snap {
+			if cur, ok := current[e.Bucket]; ok && cur != e.ETag {
+				a.cache.Invalidate(e.Bucket)
+				n++
+			}
+		}
+		if n > 0 {
+			a.log.Info("reconcile: dropped stale entries", slog.Int("buckets", n))
+		}
+	}
 }
 
 func addrString(addr net.Addr) string {

@@ -4,12 +4,27 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 )
 
 // Redacted is the configuration with secrets masked, for logs and the
 // debug endpoint.
 func (c Config) Redacted() Config {
+	c.RedisURL = redactURL(c.RedisURL)
 	return c
+}
+
+// redactURL masks the password of a URL, so it never reaches a log line or
+// the debug endpoint.
+func redactURL(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }
 
 // buildDebug serves pprof, the effective configuration and a dump of the

@@ -92,3 +92,11 @@ func ETag(doc []byte) string {
 	sum := sha256.Sum256(doc)
 	return `"` + hex.EncodeToString(sum[:16]) + `"`
 }
+
+// Versioner is implemented by stores whose change feed can lose messages
+// (Redis pub/sub is at-most-once): it returns each bucket's current etag
+// ("" when it has no configuration) so a periodic reconcile can repair
+// what a lost notification left stale.
+type Versioner interface {
+	Versions(ctx context.Context, buckets []string) (map[string]string, error)
+}
