@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,7 +34,10 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	transports := fs.String("transports", strings.Join(opts.Transports, ","), "comma-separated transports: grpc, connect-grpc, connect-json")
 	fs.IntVar(&opts.Buckets, "buckets", opts.Buckets, "buckets to configure; their rule sets have 1, 5 and 100 rules in turn")
 	fs.IntVar(&opts.BatchSize, "batch-size", opts.BatchSize, "requests per EvaluateBatch call")
+	ruleSizes := fs.String("rule-sizes", "1,5,100", "rules per bucket configuration, used in turn")
 	jsonPath := fs.String("json", "", "also write the results and targets as JSON to this file")
+	redisURL := fs.String("redis-url", "", "start the server with this --redis-url instead of the embedded store (only when corsd bench starts it)")
+	warmOnly := fs.Bool("warm-only", false, "load, measure the cold misses and RSS, and stop (no load scenarios)")
 	short := fs.Bool("short", false, "a few seconds in all: 300ms per scenario, concurrency 1 and 16, 30 buckets (for CI)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: corsd bench [flags]\n\nDrives Evaluate and EvaluateBatch over each transport at each concurrency, next to\ngrpc.health.v1 Check as the floor, and prints requests/s, decisions/s, latency\npercentiles and server CPU per request. Flags:\n")
@@ -48,16 +52,16 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	if *short {
 		opts.Duration, opts.Buckets, *conc = 300*time.Millisecond, 30, "1,16"
 	}
-	var concurrency []int
-	for _, c := range strings.Split(*conc, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(c))
-		if err != nil || n <= 0 {
-			fmt.Fprintf(stderr, "corsd bench: --concurrency: bad value %q\n", c)
-			return 2
-		}
-		concurrency = append(concurrency, n)
+	var err error
+	if opts.Concurrency, err = intList(*conc); err != nil {
+		fmt.Fprintf(stderr, "corsd bench: --concurrency: %v\n", err)
+		return 2
 	}
-	opts.Concurrency = concurrency
+	sizes, err := intList(*ruleSizes)
+	if err != nil || slices.Max(sizes) > 100 {
+		fmt.Fprintf(stderr, "corsd bench: --rule-sizes: %v (at most 100 rules)\n", err)
+		return 2
+	}
 	opts.Transports = strings.Split(*transports, ",")
 	if (opts.GRPCAddr == "") != (opts.HTTPAddr == "") {
 		fmt.Fprintln(stderr, "corsd bench: give both --grpc-addr and --http-addr, or neither")
@@ -79,7 +83,11 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		srv, err := bench.StartServer(ctx, exe, dir)
+		var extra []string
+		if *redisURL != "" {
+			extra = append(extra, "--redis-url", *redisURL)
+		}
+		srv, err := bench.StartServer(ctx, exe, dir, extra...)
 		if err != nil {
 			fmt.Fprintf(stderr, "corsd bench: %v\n", err)
 			return 1
@@ -92,11 +100,22 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		opts.GRPCAddr, opts.HTTPAddr, opts.ServerPID = srv.GRPCAddr, srv.HTTPAddr, srv.PID()
 		opts.Progress("started corsd (pid %d) on %s and %s", srv.PID(), srv.GRPCAddr, srv.HTTPAddr)
 	}
-	w := bench.NewWorkload(opts.Buckets)
+	w := bench.NewWorkload(opts.Buckets, sizes)
 	opts.Progress("loading %d bucket configurations", opts.Buckets)
 	if err := bench.Load(ctx, &opts, w); err != nil {
 		fmt.Fprintf(stderr, "corsd bench: %v\n", err)
 		return 1
+	}
+	opts.Progress("warming: one decision per bucket (each a cold miss)")
+	warm, err := bench.Warm(ctx, &opts, w)
+	if err != nil || warm.Errors > 0 {
+		fmt.Fprintf(stderr, "corsd bench: warm-up: %v (%d errors)\n", err, warm.Errors)
+		return 1
+	}
+	fmt.Fprintf(stdout, "cold misses: %d buckets in %.1fs, p50 %.0fµs, p99 %.0fµs; server RSS with every bucket cached: %.1f MiB\n\n",
+		warm.Buckets, warm.Seconds, warm.P50us, warm.P99us, float64(warm.ServerRSS)/(1<<20))
+	if *warmOnly {
+		return 0
 	}
 	results, err := bench.Run(ctx, &opts, w)
 	if err != nil {
@@ -111,7 +130,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintln(stdout, "\ntargets:")
 	bench.WriteTargets(stdout, targets)
 	if *jsonPath != "" {
-		report := benchReport{Results: results, Targets: targets}
+		report := benchReport{Warmup: warm, Results: results, Targets: targets}
 		report.Options.Duration, report.Options.Concurrency = opts.Duration.String(), opts.Concurrency
 		report.Options.Transports, report.Options.Buckets, report.Options.BatchSize = opts.Transports, opts.Buckets, opts.BatchSize
 		b, _ := json.MarshalIndent(report, "", "  ")
@@ -138,6 +157,20 @@ type benchReport struct {
 		Buckets     int      `json:"buckets"`
 		BatchSize   int      `json:"batch_size"`
 	} `json:"options"`
+	Warmup  bench.Warmup   `json:"warmup"`
 	Results []bench.Result `json:"results"`
 	Targets []bench.Target `json:"targets"`
+}
+
+// intList parses "1,16,64" into positive integers.
+func intList(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("bad value %q", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }

@@ -83,13 +83,15 @@ type Workload struct {
 	Requests []*corsdv1.EvaluateRequest
 }
 
-// NewWorkload builds n buckets whose rule sets have 1, 5 and 100 rules in
-// turn, and a request mix over them: 40% allowed preflights with two
+// NewWorkload builds n buckets whose rule sets have the given sizes in
+// turn (default 1, 5 and 100 rules), and a request mix over them: 40% allowed preflights with two
 // requested headers, 20% refused preflights, 30% allowed actual requests,
 // 10% actual requests no rule matches.
-func NewWorkload(n int) *Workload {
+func NewWorkload(n int, sizes []int) *Workload {
 	w := &Workload{}
-	sizes := []int{1, 5, 100}
+	if len(sizes) == 0 {
+		sizes = []int{1, 5, 100}
+	}
 	for b := range n {
 		name := fmt.Sprintf("bench-%06d", b)
 		rules := sizes[b%len(sizes)]
@@ -353,4 +355,76 @@ func serverCPU(pid int) time.Duration {
 	}
 	const clkTck = 100 // USER_HZ on Linux
 	return time.Duration(utime+stime) * time.Second / clkTck
+}
+
+// Warmup is the cold-miss measurement: the first decision of every bucket
+// on a fresh replica, each one store read and compile.
+type Warmup struct {
+	Buckets   int     `json:"buckets"`
+	Seconds   float64 `json:"seconds"`
+	P50us     float64 `json:"cold_p50_us"`
+	P99us     float64 `json:"cold_p99_us"`
+	ServerRSS int64   `json:"server_rss_bytes"` // after every bucket is cached; 0 when unknown
+	Errors    int64   `json:"errors"`
+}
+
+// Warm makes one decision per bucket from 16 workers, timing each (a cold
+// miss: the bucket is not cached yet), then reads the server's RSS.
+func Warm(ctx context.Context, opts *Options, w *Workload) (Warmup, error) {
+	cs, err := newClients(TransportGRPC, opts, 16)
+	if err != nil {
+		return Warmup{}, err
+	}
+	defer cs.close()
+	lat := make([]time.Duration, len(w.Buckets))
+	var (
+		next atomic.Int64
+		errs atomic.Int64
+		wg   sync.WaitGroup
+	)
+	origin, acrm := "https://app0.example", "GET"
+	start := time.Now()
+	for range 16 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(w.Buckets) || ctx.Err() != nil {
+					return
+				}
+				t := time.Now()
+				err := cs.evaluate(ctx, &corsdv1.EvaluateRequest{Bucket: w.Buckets[i], Method: "OPTIONS", Origin: &origin,
+					AccessControlRequestMethod: &acrm})
+				lat[i] = time.Since(t)
+				if err != nil {
+					errs.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	r := Warmup{Buckets: len(w.Buckets), Seconds: time.Since(start).Seconds(), Errors: errs.Load(), ServerRSS: serverRSS(opts.ServerPID)}
+	slices.Sort(lat)
+	r.P50us, r.P99us = pct(lat, 0.5), pct(lat, 0.99)
+	return r, ctx.Err()
+}
+
+// serverRSS reads a process's resident set size from /proc/PID/status.
+func serverRSS(pid int) int64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(v)
+			if len(f) == 2 && f[1] == "kB" {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n << 10
+			}
+		}
+	}
+	return 0
 }
