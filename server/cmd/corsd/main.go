@@ -70,6 +70,7 @@ func serve(args []string, getenv func(string) string, stderr io.Writer) int {
 	fs.DurationVar(&cfg.RedisTimeout, "redis-timeout", cfg.RedisTimeout, "bound on each Redis operation (dial, retries and reply included); keep it well under a second")
 	fs.DurationVar(&cfg.ReconcileInterval, "reconcile-interval", cfg.ReconcileInterval, "Redis: how often cached configurations are checked against the store, repairing lost invalidations")
 	fs.BoolVar(&cfg.VaryAlways, "vary-always", cfg.VaryAlways, "add Vary: Origin, Access-Control-Request-Headers, Access-Control-Request-Method to every answer for a configured bucket, not only to CORS answers (protects shared caches; S3 does not)")
+	fs.BoolVar(&cfg.InsecureAdmin, "insecure-admin", cfg.InsecureAdmin, "allow --grpc-addr/--http-addr on non-loopback addresses although ConfigService has no authentication yet (anyone who can reach them can change any bucket's configuration)")
 	fs.StringVar(&cfg.HostID, "host-id", cfg.HostID, "HostId element of S3 error bodies (S3's x-amz-id-2); default: a stable hash of the host name")
 	fs.BoolVar(&cfg.Reflection, "reflection", cfg.Reflection, "serve gRPC reflection (v1 and v1alpha) on both listeners, for grpcurl")
 	fs.IntVar(&cfg.CacheMaxEntries, "cache-max-entries", cfg.CacheMaxEntries, "compiled bucket configurations kept in memory")

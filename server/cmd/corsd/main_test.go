@@ -28,6 +28,8 @@ func TestCommandLine(t *testing.T) {
 		{"invalid setting names the flag", []string{"serve", "--cache-max-entries", "0", "--data-dir", "x"}, nil, 1, "--cache-max-entries must be positive"},
 		{"invalid setting from a variable", []string{"serve"}, map[string]string{"CORSD_MAX_MESSAGE_BYTES": "10"}, 1, "--max-message-bytes"},
 		{"bad log format", []string{"serve", "--log-format", "xml"}, nil, 2, "--log-format"},
+		{"a non-loopback listener needs --insecure-admin", []string{"serve", "--grpc-addr", "0.0.0.0:0", "--data-dir", "x"}, nil, 1, "--insecure-admin"},
+		{"an all-interfaces listener needs --insecure-admin", []string{"serve", "--http-addr", ":0", "--data-dir", "x"}, nil, 1, "--http-addr :0 is reachable from other machines"},
 		{"stray argument", []string{"serve", "extra"}, nil, 2, `unexpected argument "extra"`},
 	}
 	for _, tc := range cases {

@@ -53,6 +53,11 @@ type Config struct {
 	RedisTimeout      time.Duration // bound on each Redis operation
 	ReconcileInterval time.Duration // Redis: how often cached etags are compared with the store's
 
+	// InsecureAdmin allows listeners on non-loopback addresses although
+	// ConfigService has no authentication yet: anyone who reaches them may
+	// change any bucket's configuration.
+	InsecureAdmin bool
+
 	VaryAlways bool   // add Vary to every answer for a configured bucket (spec §12)
 	HostID     string // HostId of S3 error bodies; default derived from the host name
 	Reflection bool   // gRPC reflection on both listeners
@@ -129,6 +134,15 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--decision-log-buffer must be positive, got %d", c.DecisionLogBuffer)
 	case c.DecisionLogPath == "":
 		return errors.New("--decision-log-path must not be empty (use - for stdout)")
+	}
+	if !c.InsecureAdmin {
+		for flagName, addr := range map[string]string{"--grpc-addr": c.GRPCAddr, "--http-addr": c.HTTPAddr} {
+			if !isLocalAddr(addr) {
+				return fmt.Errorf("%s %s is reachable from other machines, and ConfigService (which changes bucket configurations) "+
+					"has no authentication: bind it to loopback or a unix:// socket, or pass --insecure-admin to accept that risk "+
+					"(for example on a private network behind a gateway)", flagName, addr)
+			}
+		}
 	}
 	for i, b := range c.LatencyBuckets {
 		if b <= 0 || (i > 0 && b <= c.LatencyBuckets[i-1]) {
@@ -272,6 +286,23 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, 
 		return nil, fmt.Errorf("connecting to Redis (%s): %w", redactURL(cfg.RedisURL), err)
 	}
 	return rs, nil
+}
+
+// isLocalAddr reports whether a listen address is reachable only from
+// this machine: a unix socket, or a loopback host.
+func isLocalAddr(addr string) bool {
+	if strings.HasPrefix(addr, "unix://") {
+		return true
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // listen accepts host:port or unix:///path. A stale socket file from a

@@ -1,0 +1,51 @@
+package app
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestIsLocalAddr(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8081": true, "[::1]:8081": true, "localhost:8081": true, "127.5.5.5:1": true,
+		"unix:///run/corsd.sock": true,
+		"0.0.0.0:8081": false, ":8081": false, "[::]:8081": false, "10.0.0.1:8081": false,
+		"corsd.example:8081": false, "not an address": false,
+	} {
+		if got := isLocalAddr(addr); got != want {
+			t.Errorf("isLocalAddr(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+// Every invalid setting is refused naming its flag.
+func TestConfigValidateNamesTheSetting(t *testing.T) {
+	cases := map[string]func(*Config){
+		"--grpc-addr":                func(c *Config) { c.GRPCAddr = "" },
+		"--data-dir":                 func(c *Config) { c.DataDir = "" },
+		"--cache-max-entries":        func(c *Config) { c.CacheMaxEntries = 0 },
+		"--max-message-bytes":        func(c *Config) { c.MaxMessageBytes = 10 },
+		"--shutdown-timeout":         func(c *Config) { c.ShutdownTimeout = 0 },
+		"--drain-delay":              func(c *Config) { c.DrainDelay = -1 },
+		"--decision-log-sample-rate": func(c *Config) { c.DecisionLogSampleRate = 2 },
+		"--latency-buckets":          func(c *Config) { c.LatencyBuckets = []float64{0.1, 0.01} },
+		"--redis-timeout":            func(c *Config) { c.RedisTimeout = 0 },
+		"--insecure-admin":           func(c *Config) { c.HTTPAddr = "0.0.0.0:8080" },
+	}
+	for flag, mutate := range cases {
+		c := DefaultConfig()
+		mutate(&c)
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), flag) {
+			t.Errorf("%s: got %v", flag, err)
+		}
+	}
+	c := DefaultConfig()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("defaults refused: %v", err)
+	}
+	c.HTTPAddr, c.InsecureAdmin = "0.0.0.0:8080", true
+	if err := c.Validate(); err != nil {
+		t.Fatalf("--insecure-admin refused: %v", err)
+	}
+}
