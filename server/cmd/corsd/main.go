@@ -1,6 +1,7 @@
 // Command corsd is the S3 CORS policy-decision service.
 //
 //	corsd serve [flags]   run the service (embedded store by default)
+//	corsd gateway [flags] reverse proxy in front of an S3-compatible store
 //	corsd bench [flags]   load-test a corsd (started for the run, or --grpc-addr/--http-addr)
 //	corsd help            list the commands
 //
@@ -37,6 +38,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], getenv, stderr)
+	case "gateway":
+		return gatewayCmd(args[1:], getenv, stderr)
 	case "bench":
 		return benchCmd(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
@@ -53,6 +56,7 @@ func usage(w io.Writer) {
 
 Usage:
   corsd serve [flags]    run the decision service (see corsd serve --help)
+  corsd gateway [flags]  reverse proxy giving any S3-compatible store S3-exact CORS (see corsd gateway --help)
   corsd bench [flags]    load-test a corsd: decisions/s and latency per transport (see corsd bench --help)
   corsd help             show this help
 `)
