@@ -82,6 +82,13 @@ go_plugin protoc-gen-connect-go \
   connectrpc.com/connect/cmd/protoc-gen-connect-go \
   "$PROTOC_GEN_CONNECT_GO_VERSION" "${PROTOC_GEN_CONNECT_GO_VERSION#v}"
 
+# protoc-gen-es for the TypeScript/JavaScript client comes from the npm
+# lock file in client/ts, like the rest of that client's dependencies.
+if [[ ! -x client/ts/node_modules/.bin/protoc-gen-es ]]; then
+  echo "installing client/ts dependencies (npm ci)" >&2
+  npm ci --prefix client/ts --no-audit --no-fund --loglevel=error >&2
+fi
+
 # --- lint and format -----------------------------------------------------------
 echo "buf lint" >&2
 "$BUF" lint
@@ -93,9 +100,10 @@ fi
 
 # --- generate ----------------------------------------------------------------
 if [[ "$check" -eq 0 ]]; then
-  echo "buf generate -> gen/" >&2
-  rm -rf gen
+  echo "buf generate -> gen/ and client/ts/gen/" >&2
+  rm -rf gen client/ts/gen
   "$BUF" generate
+  "$BUF" generate --template buf.gen.ts.yaml
   exit 0
 fi
 
@@ -115,3 +123,10 @@ if ! diff -ru gen "$tmp/gen" > "$tmp/gen.diff"; then
   exit 1
 fi
 echo "gen/ is up to date" >&2
+"$BUF" generate --template buf.gen.ts.yaml -o "$tmp"
+if ! diff -ru client/ts/gen "$tmp/client/ts/gen" > "$tmp/ts.diff"; then
+  cat "$tmp/ts.diff"
+  echo "error: client/ts/gen/ is out of date with proto/ and buf.gen.ts.yaml; run: bash .ci/gen.sh" >&2
+  exit 1
+fi
+echo "client/ts/gen/ is up to date" >&2

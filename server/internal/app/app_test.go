@@ -9,7 +9,7 @@ func TestIsLocalAddr(t *testing.T) {
 	for addr, want := range map[string]bool{
 		"127.0.0.1:8081": true, "[::1]:8081": true, "localhost:8081": true, "127.5.5.5:1": true,
 		"unix:///run/corsd.sock": true,
-		"0.0.0.0:8081": false, ":8081": false, "[::]:8081": false, "10.0.0.1:8081": false,
+		"0.0.0.0:8081":           false, ":8081": false, "[::]:8081": false, "10.0.0.1:8081": false,
 		"corsd.example:8081": false, "not an address": false,
 	} {
 		if got := isLocalAddr(addr); got != want {
