@@ -382,6 +382,13 @@ func (c *Client) ValidateBucketCors(ctx context.Context, req *corsdv1.ValidateBu
 	return adminCall(ctx, c, "ValidateBucketCors", req, corsdv1connect.ConfigServiceClient.ValidateBucketCors)
 }
 
+// WhatIfBucketCors evaluates sample requests against the bucket's current
+// configuration and a candidate one, storing nothing, and returns the
+// decisions that would change.
+func (c *Client) WhatIfBucketCors(ctx context.Context, req *corsdv1.WhatIfBucketCorsRequest) (*corsdv1.WhatIfBucketCorsResponse, error) {
+	return adminCall(ctx, c, "WhatIfBucketCors", req, corsdv1connect.ConfigServiceClient.WhatIfBucketCors)
+}
+
 // adminCall runs one ConfigService call with the admin deadline and the
 // retry policy. Admin calls have no fail mode: an administrator must see
 // that a write did not happen.
@@ -456,6 +463,10 @@ func (g grpcConfig) ListBucketCors(ctx context.Context, r *corsdv1.ListBucketCor
 
 func (g grpcConfig) ValidateBucketCors(ctx context.Context, r *corsdv1.ValidateBucketCorsRequest) (*corsdv1.ValidateBucketCorsResponse, error) {
 	return g.c.ValidateBucketCors(ctx, r)
+}
+
+func (g grpcConfig) WhatIfBucketCors(ctx context.Context, r *corsdv1.WhatIfBucketCorsRequest) (*corsdv1.WhatIfBucketCorsResponse, error) {
+	return g.c.WhatIfBucketCors(ctx, r)
 }
 
 // Compile-time checks that the grpc-go adapters fit the Client's stubs.

@@ -22,6 +22,63 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Severity ranks a finding.
+type Severity int32
+
+const (
+	// Not set.
+	Severity_SEVERITY_UNSPECIFIED Severity = 0
+	// Worth a look: probably a mistake, little risk.
+	Severity_SEVERITY_LOW Severity = 1
+	// A weakness: fix it unless it is intended.
+	Severity_SEVERITY_MEDIUM Severity = 2
+	// Exposes the bucket to other sites: fix it.
+	Severity_SEVERITY_HIGH Severity = 3
+)
+
+// Enum value maps for Severity.
+var (
+	Severity_name = map[int32]string{
+		0: "SEVERITY_UNSPECIFIED",
+		1: "SEVERITY_LOW",
+		2: "SEVERITY_MEDIUM",
+		3: "SEVERITY_HIGH",
+	}
+	Severity_value = map[string]int32{
+		"SEVERITY_UNSPECIFIED": 0,
+		"SEVERITY_LOW":         1,
+		"SEVERITY_MEDIUM":      2,
+		"SEVERITY_HIGH":        3,
+	}
+)
+
+func (x Severity) Enum() *Severity {
+	p := new(Severity)
+	*p = x
+	return p
+}
+
+func (x Severity) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Severity) Descriptor() protoreflect.EnumDescriptor {
+	return file_corsd_v1_config_proto_enumTypes[0].Descriptor()
+}
+
+func (Severity) Type() protoreflect.EnumType {
+	return &file_corsd_v1_config_proto_enumTypes[0]
+}
+
+func (x Severity) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Severity.Descriptor instead.
+func (Severity) EnumDescriptor() ([]byte, []int) {
+	return file_corsd_v1_config_proto_rawDescGZIP(), []int{0}
+}
+
 // PutBucketCorsRequest sets the CORS configuration of one bucket.
 type PutBucketCorsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -153,7 +210,10 @@ func (*PutBucketCorsRequest_Json) isPutBucketCorsRequest_Document() {}
 type PutBucketCorsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// ETag of the configuration now stored, for later conditional writes.
-	Etag          string `protobuf:"bytes,1,opt,name=etag,proto3" json:"etag,omitempty"`
+	Etag string `protobuf:"bytes,1,opt,name=etag,proto3" json:"etag,omitempty"`
+	// What the analyzer found risky or wrong in the stored configuration. The
+	// write is never refused because of a finding.
+	Findings      []*Finding `protobuf:"bytes,2,rep,name=findings,proto3" json:"findings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -193,6 +253,13 @@ func (x *PutBucketCorsResponse) GetEtag() string {
 		return x.Etag
 	}
 	return ""
+}
+
+func (x *PutBucketCorsResponse) GetFindings() []*Finding {
+	if x != nil {
+		return x.Findings
+	}
+	return nil
 }
 
 // GetBucketCorsRequest asks for the CORS configuration of one bucket.
@@ -717,7 +784,9 @@ type ValidateBucketCorsResponse struct {
 	// The configuration parsed from the document.
 	Configuration *CorsConfiguration `protobuf:"bytes,1,opt,name=configuration,proto3" json:"configuration,omitempty"`
 	// The configuration as canonical S3 XML, as GetBucketCors would return it.
-	Xml           string `protobuf:"bytes,2,opt,name=xml,proto3" json:"xml,omitempty"`
+	Xml string `protobuf:"bytes,2,opt,name=xml,proto3" json:"xml,omitempty"`
+	// What the analyzer found risky or wrong in the configuration.
+	Findings      []*Finding `protobuf:"bytes,3,rep,name=findings,proto3" json:"findings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -766,11 +835,363 @@ func (x *ValidateBucketCorsResponse) GetXml() string {
 	return ""
 }
 
+func (x *ValidateBucketCorsResponse) GetFindings() []*Finding {
+	if x != nil {
+		return x.Findings
+	}
+	return nil
+}
+
+// Finding is one thing the analyzer reports about a configuration.
+type Finding struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Stable code, e.g. PUBLIC_WRITE or SHADOWED_RULE.
+	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// How serious the finding is.
+	Severity Severity `protobuf:"varint,2,opt,name=severity,proto3,enum=corsd.v1.Severity" json:"severity,omitempty"`
+	// Position of the rule concerned (0-based); -1 for the whole configuration.
+	RuleIndex int32 `protobuf:"varint,3,opt,name=rule_index,json=ruleIndex,proto3" json:"rule_index,omitempty"`
+	// ID of the rule concerned, empty when it has none.
+	RuleId string `protobuf:"bytes,4,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	// One line saying what is wrong, naming the value concerned.
+	Message string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	// One line saying how to fix it.
+	Fix           string `protobuf:"bytes,6,opt,name=fix,proto3" json:"fix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Finding) Reset() {
+	*x = Finding{}
+	mi := &file_corsd_v1_config_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Finding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Finding) ProtoMessage() {}
+
+func (x *Finding) ProtoReflect() protoreflect.Message {
+	mi := &file_corsd_v1_config_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Finding.ProtoReflect.Descriptor instead.
+func (*Finding) Descriptor() ([]byte, []int) {
+	return file_corsd_v1_config_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Finding) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *Finding) GetSeverity() Severity {
+	if x != nil {
+		return x.Severity
+	}
+	return Severity_SEVERITY_UNSPECIFIED
+}
+
+func (x *Finding) GetRuleIndex() int32 {
+	if x != nil {
+		return x.RuleIndex
+	}
+	return 0
+}
+
+func (x *Finding) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *Finding) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Finding) GetFix() string {
+	if x != nil {
+		return x.Fix
+	}
+	return ""
+}
+
+// WhatIfBucketCorsRequest holds a candidate configuration and the requests
+// to try it on.
+type WhatIfBucketCorsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Bucket whose current configuration the candidate is compared with; a
+	// bucket without one compares with no configuration.
+	Bucket string `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	// The candidate, in one of the forms PutBucketCors accepts. Exactly one is
+	// required.
+	//
+	// Types that are valid to be assigned to Document:
+	//
+	//	*WhatIfBucketCorsRequest_Configuration
+	//	*WhatIfBucketCorsRequest_Xml
+	//	*WhatIfBucketCorsRequest_Json
+	Document isWhatIfBucketCorsRequest_Document `protobuf_oneof:"document"`
+	// Sample requests, e.g. taken from the decision log. Their bucket field is
+	// ignored: every request is asked of the bucket above.
+	Requests      []*EvaluateRequest `protobuf:"bytes,5,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhatIfBucketCorsRequest) Reset() {
+	*x = WhatIfBucketCorsRequest{}
+	mi := &file_corsd_v1_config_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhatIfBucketCorsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhatIfBucketCorsRequest) ProtoMessage() {}
+
+func (x *WhatIfBucketCorsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_corsd_v1_config_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhatIfBucketCorsRequest.ProtoReflect.Descriptor instead.
+func (*WhatIfBucketCorsRequest) Descriptor() ([]byte, []int) {
+	return file_corsd_v1_config_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WhatIfBucketCorsRequest) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *WhatIfBucketCorsRequest) GetDocument() isWhatIfBucketCorsRequest_Document {
+	if x != nil {
+		return x.Document
+	}
+	return nil
+}
+
+func (x *WhatIfBucketCorsRequest) GetConfiguration() *CorsConfiguration {
+	if x != nil {
+		if x, ok := x.Document.(*WhatIfBucketCorsRequest_Configuration); ok {
+			return x.Configuration
+		}
+	}
+	return nil
+}
+
+func (x *WhatIfBucketCorsRequest) GetXml() string {
+	if x != nil {
+		if x, ok := x.Document.(*WhatIfBucketCorsRequest_Xml); ok {
+			return x.Xml
+		}
+	}
+	return ""
+}
+
+func (x *WhatIfBucketCorsRequest) GetJson() string {
+	if x != nil {
+		if x, ok := x.Document.(*WhatIfBucketCorsRequest_Json); ok {
+			return x.Json
+		}
+	}
+	return ""
+}
+
+func (x *WhatIfBucketCorsRequest) GetRequests() []*EvaluateRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+type isWhatIfBucketCorsRequest_Document interface {
+	isWhatIfBucketCorsRequest_Document()
+}
+
+type WhatIfBucketCorsRequest_Configuration struct {
+	// The candidate as a message.
+	Configuration *CorsConfiguration `protobuf:"bytes,2,opt,name=configuration,proto3,oneof"`
+}
+
+type WhatIfBucketCorsRequest_Xml struct {
+	// The candidate as the XML body of an S3 PutBucketCors request.
+	Xml string `protobuf:"bytes,3,opt,name=xml,proto3,oneof"`
+}
+
+type WhatIfBucketCorsRequest_Json struct {
+	// The candidate as JSON, in any of the forms PutBucketCors accepts.
+	Json string `protobuf:"bytes,4,opt,name=json,proto3,oneof"`
+}
+
+func (*WhatIfBucketCorsRequest_Configuration) isWhatIfBucketCorsRequest_Document() {}
+
+func (*WhatIfBucketCorsRequest_Xml) isWhatIfBucketCorsRequest_Document() {}
+
+func (*WhatIfBucketCorsRequest_Json) isWhatIfBucketCorsRequest_Document() {}
+
+// WhatIfBucketCorsResponse lists the decisions the candidate would change.
+type WhatIfBucketCorsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Each request whose answer differs, in request order.
+	Changes []*DecisionChange `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	// Number of requests whose answer stays the same.
+	Unchanged     int32 `protobuf:"varint,2,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhatIfBucketCorsResponse) Reset() {
+	*x = WhatIfBucketCorsResponse{}
+	mi := &file_corsd_v1_config_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhatIfBucketCorsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhatIfBucketCorsResponse) ProtoMessage() {}
+
+func (x *WhatIfBucketCorsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_corsd_v1_config_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhatIfBucketCorsResponse.ProtoReflect.Descriptor instead.
+func (*WhatIfBucketCorsResponse) Descriptor() ([]byte, []int) {
+	return file_corsd_v1_config_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *WhatIfBucketCorsResponse) GetChanges() []*DecisionChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *WhatIfBucketCorsResponse) GetUnchanged() int32 {
+	if x != nil {
+		return x.Unchanged
+	}
+	return 0
+}
+
+// DecisionChange is one request answered differently by the candidate.
+type DecisionChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Position of the request in WhatIfBucketCorsRequest.requests.
+	Index int32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// The answer under the current configuration.
+	Before *EvaluateResponse `protobuf:"bytes,2,opt,name=before,proto3" json:"before,omitempty"`
+	// The answer under the candidate configuration.
+	After *EvaluateResponse `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
+	// One line describing the change, e.g. "403 -> 200 (rule 2 now matches)".
+	Summary       string `protobuf:"bytes,4,opt,name=summary,proto3" json:"summary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecisionChange) Reset() {
+	*x = DecisionChange{}
+	mi := &file_corsd_v1_config_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecisionChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecisionChange) ProtoMessage() {}
+
+func (x *DecisionChange) ProtoReflect() protoreflect.Message {
+	mi := &file_corsd_v1_config_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecisionChange.ProtoReflect.Descriptor instead.
+func (*DecisionChange) Descriptor() ([]byte, []int) {
+	return file_corsd_v1_config_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DecisionChange) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *DecisionChange) GetBefore() *EvaluateResponse {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *DecisionChange) GetAfter() *EvaluateResponse {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+func (x *DecisionChange) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
 var File_corsd_v1_config_proto protoreflect.FileDescriptor
 
 const file_corsd_v1_config_proto_rawDesc = "" +
 	"\n" +
-	"\x15corsd/v1/config.proto\x12\bcorsd.v1\x1a\x13corsd/v1/cors.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x01\n" +
+	"\x15corsd/v1/config.proto\x12\bcorsd.v1\x1a\x13corsd/v1/cors.proto\x1a\x17corsd/v1/decision.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x01\n" +
 	"\x14PutBucketCorsRequest\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12C\n" +
 	"\rconfiguration\x18\x02 \x01(\v2\x1b.corsd.v1.CorsConfigurationH\x00R\rconfiguration\x12\x12\n" +
@@ -778,9 +1199,10 @@ const file_corsd_v1_config_proto_rawDesc = "" +
 	"\x04json\x18\x04 \x01(\tH\x00R\x04json\x12\x19\n" +
 	"\bif_match\x18\x05 \x01(\tR\aifMatchB\n" +
 	"\n" +
-	"\bdocument\"+\n" +
+	"\bdocument\"Z\n" +
 	"\x15PutBucketCorsResponse\x12\x12\n" +
-	"\x04etag\x18\x01 \x01(\tR\x04etag\".\n" +
+	"\x04etag\x18\x01 \x01(\tR\x04etag\x12-\n" +
+	"\bfindings\x18\x02 \x03(\v2\x11.corsd.v1.FindingR\bfindings\".\n" +
 	"\x14GetBucketCorsRequest\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\"\xbd\x01\n" +
 	"\x15GetBucketCorsResponse\x12A\n" +
@@ -813,16 +1235,47 @@ const file_corsd_v1_config_proto_rawDesc = "" +
 	"\x03xml\x18\x02 \x01(\tH\x00R\x03xml\x12\x14\n" +
 	"\x04json\x18\x03 \x01(\tH\x00R\x04jsonB\n" +
 	"\n" +
-	"\bdocument\"q\n" +
+	"\bdocument\"\xa0\x01\n" +
 	"\x1aValidateBucketCorsResponse\x12A\n" +
 	"\rconfiguration\x18\x01 \x01(\v2\x1b.corsd.v1.CorsConfigurationR\rconfiguration\x12\x10\n" +
-	"\x03xml\x18\x02 \x01(\tR\x03xml2\xd8\x03\n" +
+	"\x03xml\x18\x02 \x01(\tR\x03xml\x12-\n" +
+	"\bfindings\x18\x03 \x03(\v2\x11.corsd.v1.FindingR\bfindings\"\xb1\x01\n" +
+	"\aFinding\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12.\n" +
+	"\bseverity\x18\x02 \x01(\x0e2\x12.corsd.v1.SeverityR\bseverity\x12\x1d\n" +
+	"\n" +
+	"rule_index\x18\x03 \x01(\x05R\truleIndex\x12\x17\n" +
+	"\arule_id\x18\x04 \x01(\tR\x06ruleId\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\x12\x10\n" +
+	"\x03fix\x18\x06 \x01(\tR\x03fix\"\xe3\x01\n" +
+	"\x17WhatIfBucketCorsRequest\x12\x16\n" +
+	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12C\n" +
+	"\rconfiguration\x18\x02 \x01(\v2\x1b.corsd.v1.CorsConfigurationH\x00R\rconfiguration\x12\x12\n" +
+	"\x03xml\x18\x03 \x01(\tH\x00R\x03xml\x12\x14\n" +
+	"\x04json\x18\x04 \x01(\tH\x00R\x04json\x125\n" +
+	"\brequests\x18\x05 \x03(\v2\x19.corsd.v1.EvaluateRequestR\brequestsB\n" +
+	"\n" +
+	"\bdocument\"l\n" +
+	"\x18WhatIfBucketCorsResponse\x122\n" +
+	"\achanges\x18\x01 \x03(\v2\x18.corsd.v1.DecisionChangeR\achanges\x12\x1c\n" +
+	"\tunchanged\x18\x02 \x01(\x05R\tunchanged\"\xa6\x01\n" +
+	"\x0eDecisionChange\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x122\n" +
+	"\x06before\x18\x02 \x01(\v2\x1a.corsd.v1.EvaluateResponseR\x06before\x120\n" +
+	"\x05after\x18\x03 \x01(\v2\x1a.corsd.v1.EvaluateResponseR\x05after\x12\x18\n" +
+	"\asummary\x18\x04 \x01(\tR\asummary*^\n" +
+	"\bSeverity\x12\x18\n" +
+	"\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x10\n" +
+	"\fSEVERITY_LOW\x10\x01\x12\x13\n" +
+	"\x0fSEVERITY_MEDIUM\x10\x02\x12\x11\n" +
+	"\rSEVERITY_HIGH\x10\x032\xb8\x04\n" +
 	"\rConfigService\x12P\n" +
 	"\rPutBucketCors\x12\x1e.corsd.v1.PutBucketCorsRequest\x1a\x1f.corsd.v1.PutBucketCorsResponse\x12U\n" +
 	"\rGetBucketCors\x12\x1e.corsd.v1.GetBucketCorsRequest\x1a\x1f.corsd.v1.GetBucketCorsResponse\"\x03\x90\x02\x01\x12^\n" +
 	"\x10DeleteBucketCors\x12!.corsd.v1.DeleteBucketCorsRequest\x1a\".corsd.v1.DeleteBucketCorsResponse\"\x03\x90\x02\x02\x12X\n" +
 	"\x0eListBucketCors\x12\x1f.corsd.v1.ListBucketCorsRequest\x1a .corsd.v1.ListBucketCorsResponse\"\x03\x90\x02\x01\x12d\n" +
-	"\x12ValidateBucketCors\x12#.corsd.v1.ValidateBucketCorsRequest\x1a$.corsd.v1.ValidateBucketCorsResponse\"\x03\x90\x02\x01B\x89\x01\n" +
+	"\x12ValidateBucketCors\x12#.corsd.v1.ValidateBucketCorsRequest\x1a$.corsd.v1.ValidateBucketCorsResponse\"\x03\x90\x02\x01\x12^\n" +
+	"\x10WhatIfBucketCors\x12!.corsd.v1.WhatIfBucketCorsRequest\x1a\".corsd.v1.WhatIfBucketCorsResponse\"\x03\x90\x02\x01B\x89\x01\n" +
 	"\fcom.corsd.v1B\vConfigProtoP\x01Z+github.com/corsd/corsd/gen/corsd/v1;corsdv1\xa2\x02\x03CXX\xaa\x02\bCorsd.V1\xca\x02\bCorsd\\V1\xe2\x02\x14Corsd\\V1\\GPBMetadata\xea\x02\tCorsd::V1b\x06proto3"
 
 var (
@@ -837,45 +1290,63 @@ func file_corsd_v1_config_proto_rawDescGZIP() []byte {
 	return file_corsd_v1_config_proto_rawDescData
 }
 
-var file_corsd_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_corsd_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_corsd_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_corsd_v1_config_proto_goTypes = []any{
-	(*PutBucketCorsRequest)(nil),       // 0: corsd.v1.PutBucketCorsRequest
-	(*PutBucketCorsResponse)(nil),      // 1: corsd.v1.PutBucketCorsResponse
-	(*GetBucketCorsRequest)(nil),       // 2: corsd.v1.GetBucketCorsRequest
-	(*GetBucketCorsResponse)(nil),      // 3: corsd.v1.GetBucketCorsResponse
-	(*DeleteBucketCorsRequest)(nil),    // 4: corsd.v1.DeleteBucketCorsRequest
-	(*DeleteBucketCorsResponse)(nil),   // 5: corsd.v1.DeleteBucketCorsResponse
-	(*ListBucketCorsRequest)(nil),      // 6: corsd.v1.ListBucketCorsRequest
-	(*ListBucketCorsResponse)(nil),     // 7: corsd.v1.ListBucketCorsResponse
-	(*BucketCorsSummary)(nil),          // 8: corsd.v1.BucketCorsSummary
-	(*ValidateBucketCorsRequest)(nil),  // 9: corsd.v1.ValidateBucketCorsRequest
-	(*ValidateBucketCorsResponse)(nil), // 10: corsd.v1.ValidateBucketCorsResponse
-	(*CorsConfiguration)(nil),          // 11: corsd.v1.CorsConfiguration
-	(*timestamppb.Timestamp)(nil),      // 12: google.protobuf.Timestamp
+	(Severity)(0),                      // 0: corsd.v1.Severity
+	(*PutBucketCorsRequest)(nil),       // 1: corsd.v1.PutBucketCorsRequest
+	(*PutBucketCorsResponse)(nil),      // 2: corsd.v1.PutBucketCorsResponse
+	(*GetBucketCorsRequest)(nil),       // 3: corsd.v1.GetBucketCorsRequest
+	(*GetBucketCorsResponse)(nil),      // 4: corsd.v1.GetBucketCorsResponse
+	(*DeleteBucketCorsRequest)(nil),    // 5: corsd.v1.DeleteBucketCorsRequest
+	(*DeleteBucketCorsResponse)(nil),   // 6: corsd.v1.DeleteBucketCorsResponse
+	(*ListBucketCorsRequest)(nil),      // 7: corsd.v1.ListBucketCorsRequest
+	(*ListBucketCorsResponse)(nil),     // 8: corsd.v1.ListBucketCorsResponse
+	(*BucketCorsSummary)(nil),          // 9: corsd.v1.BucketCorsSummary
+	(*ValidateBucketCorsRequest)(nil),  // 10: corsd.v1.ValidateBucketCorsRequest
+	(*ValidateBucketCorsResponse)(nil), // 11: corsd.v1.ValidateBucketCorsResponse
+	(*Finding)(nil),                    // 12: corsd.v1.Finding
+	(*WhatIfBucketCorsRequest)(nil),    // 13: corsd.v1.WhatIfBucketCorsRequest
+	(*WhatIfBucketCorsResponse)(nil),   // 14: corsd.v1.WhatIfBucketCorsResponse
+	(*DecisionChange)(nil),             // 15: corsd.v1.DecisionChange
+	(*CorsConfiguration)(nil),          // 16: corsd.v1.CorsConfiguration
+	(*timestamppb.Timestamp)(nil),      // 17: google.protobuf.Timestamp
+	(*EvaluateRequest)(nil),            // 18: corsd.v1.EvaluateRequest
+	(*EvaluateResponse)(nil),           // 19: corsd.v1.EvaluateResponse
 }
 var file_corsd_v1_config_proto_depIdxs = []int32{
-	11, // 0: corsd.v1.PutBucketCorsRequest.configuration:type_name -> corsd.v1.CorsConfiguration
-	11, // 1: corsd.v1.GetBucketCorsResponse.configuration:type_name -> corsd.v1.CorsConfiguration
-	12, // 2: corsd.v1.GetBucketCorsResponse.update_time:type_name -> google.protobuf.Timestamp
-	8,  // 3: corsd.v1.ListBucketCorsResponse.buckets:type_name -> corsd.v1.BucketCorsSummary
-	12, // 4: corsd.v1.BucketCorsSummary.update_time:type_name -> google.protobuf.Timestamp
-	11, // 5: corsd.v1.ValidateBucketCorsRequest.configuration:type_name -> corsd.v1.CorsConfiguration
-	11, // 6: corsd.v1.ValidateBucketCorsResponse.configuration:type_name -> corsd.v1.CorsConfiguration
-	0,  // 7: corsd.v1.ConfigService.PutBucketCors:input_type -> corsd.v1.PutBucketCorsRequest
-	2,  // 8: corsd.v1.ConfigService.GetBucketCors:input_type -> corsd.v1.GetBucketCorsRequest
-	4,  // 9: corsd.v1.ConfigService.DeleteBucketCors:input_type -> corsd.v1.DeleteBucketCorsRequest
-	6,  // 10: corsd.v1.ConfigService.ListBucketCors:input_type -> corsd.v1.ListBucketCorsRequest
-	9,  // 11: corsd.v1.ConfigService.ValidateBucketCors:input_type -> corsd.v1.ValidateBucketCorsRequest
-	1,  // 12: corsd.v1.ConfigService.PutBucketCors:output_type -> corsd.v1.PutBucketCorsResponse
-	3,  // 13: corsd.v1.ConfigService.GetBucketCors:output_type -> corsd.v1.GetBucketCorsResponse
-	5,  // 14: corsd.v1.ConfigService.DeleteBucketCors:output_type -> corsd.v1.DeleteBucketCorsResponse
-	7,  // 15: corsd.v1.ConfigService.ListBucketCors:output_type -> corsd.v1.ListBucketCorsResponse
-	10, // 16: corsd.v1.ConfigService.ValidateBucketCors:output_type -> corsd.v1.ValidateBucketCorsResponse
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	16, // 0: corsd.v1.PutBucketCorsRequest.configuration:type_name -> corsd.v1.CorsConfiguration
+	12, // 1: corsd.v1.PutBucketCorsResponse.findings:type_name -> corsd.v1.Finding
+	16, // 2: corsd.v1.GetBucketCorsResponse.configuration:type_name -> corsd.v1.CorsConfiguration
+	17, // 3: corsd.v1.GetBucketCorsResponse.update_time:type_name -> google.protobuf.Timestamp
+	9,  // 4: corsd.v1.ListBucketCorsResponse.buckets:type_name -> corsd.v1.BucketCorsSummary
+	17, // 5: corsd.v1.BucketCorsSummary.update_time:type_name -> google.protobuf.Timestamp
+	16, // 6: corsd.v1.ValidateBucketCorsRequest.configuration:type_name -> corsd.v1.CorsConfiguration
+	16, // 7: corsd.v1.ValidateBucketCorsResponse.configuration:type_name -> corsd.v1.CorsConfiguration
+	12, // 8: corsd.v1.ValidateBucketCorsResponse.findings:type_name -> corsd.v1.Finding
+	0,  // 9: corsd.v1.Finding.severity:type_name -> corsd.v1.Severity
+	16, // 10: corsd.v1.WhatIfBucketCorsRequest.configuration:type_name -> corsd.v1.CorsConfiguration
+	18, // 11: corsd.v1.WhatIfBucketCorsRequest.requests:type_name -> corsd.v1.EvaluateRequest
+	15, // 12: corsd.v1.WhatIfBucketCorsResponse.changes:type_name -> corsd.v1.DecisionChange
+	19, // 13: corsd.v1.DecisionChange.before:type_name -> corsd.v1.EvaluateResponse
+	19, // 14: corsd.v1.DecisionChange.after:type_name -> corsd.v1.EvaluateResponse
+	1,  // 15: corsd.v1.ConfigService.PutBucketCors:input_type -> corsd.v1.PutBucketCorsRequest
+	3,  // 16: corsd.v1.ConfigService.GetBucketCors:input_type -> corsd.v1.GetBucketCorsRequest
+	5,  // 17: corsd.v1.ConfigService.DeleteBucketCors:input_type -> corsd.v1.DeleteBucketCorsRequest
+	7,  // 18: corsd.v1.ConfigService.ListBucketCors:input_type -> corsd.v1.ListBucketCorsRequest
+	10, // 19: corsd.v1.ConfigService.ValidateBucketCors:input_type -> corsd.v1.ValidateBucketCorsRequest
+	13, // 20: corsd.v1.ConfigService.WhatIfBucketCors:input_type -> corsd.v1.WhatIfBucketCorsRequest
+	2,  // 21: corsd.v1.ConfigService.PutBucketCors:output_type -> corsd.v1.PutBucketCorsResponse
+	4,  // 22: corsd.v1.ConfigService.GetBucketCors:output_type -> corsd.v1.GetBucketCorsResponse
+	6,  // 23: corsd.v1.ConfigService.DeleteBucketCors:output_type -> corsd.v1.DeleteBucketCorsResponse
+	8,  // 24: corsd.v1.ConfigService.ListBucketCors:output_type -> corsd.v1.ListBucketCorsResponse
+	11, // 25: corsd.v1.ConfigService.ValidateBucketCors:output_type -> corsd.v1.ValidateBucketCorsResponse
+	14, // 26: corsd.v1.ConfigService.WhatIfBucketCors:output_type -> corsd.v1.WhatIfBucketCorsResponse
+	21, // [21:27] is the sub-list for method output_type
+	15, // [15:21] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_corsd_v1_config_proto_init() }
@@ -884,6 +1355,7 @@ func file_corsd_v1_config_proto_init() {
 		return
 	}
 	file_corsd_v1_cors_proto_init()
+	file_corsd_v1_decision_proto_init()
 	file_corsd_v1_config_proto_msgTypes[0].OneofWrappers = []any{
 		(*PutBucketCorsRequest_Configuration)(nil),
 		(*PutBucketCorsRequest_Xml)(nil),
@@ -894,18 +1366,24 @@ func file_corsd_v1_config_proto_init() {
 		(*ValidateBucketCorsRequest_Xml)(nil),
 		(*ValidateBucketCorsRequest_Json)(nil),
 	}
+	file_corsd_v1_config_proto_msgTypes[12].OneofWrappers = []any{
+		(*WhatIfBucketCorsRequest_Configuration)(nil),
+		(*WhatIfBucketCorsRequest_Xml)(nil),
+		(*WhatIfBucketCorsRequest_Json)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_corsd_v1_config_proto_rawDesc), len(file_corsd_v1_config_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   11,
+			NumEnums:      1,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_corsd_v1_config_proto_goTypes,
 		DependencyIndexes: file_corsd_v1_config_proto_depIdxs,
+		EnumInfos:         file_corsd_v1_config_proto_enumTypes,
 		MessageInfos:      file_corsd_v1_config_proto_msgTypes,
 	}.Build()
 	File_corsd_v1_config_proto = out.File

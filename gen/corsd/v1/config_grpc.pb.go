@@ -24,6 +24,7 @@ const (
 	ConfigService_DeleteBucketCors_FullMethodName   = "/corsd.v1.ConfigService/DeleteBucketCors"
 	ConfigService_ListBucketCors_FullMethodName     = "/corsd.v1.ConfigService/ListBucketCors"
 	ConfigService_ValidateBucketCors_FullMethodName = "/corsd.v1.ConfigService/ValidateBucketCors"
+	ConfigService_WhatIfBucketCors_FullMethodName   = "/corsd.v1.ConfigService/WhatIfBucketCors"
 )
 
 // ConfigServiceClient is the client API for ConfigService service.
@@ -66,6 +67,10 @@ type ConfigServiceClient interface {
 	// without storing anything, and returns the parsed configuration with its
 	// canonical S3 XML.
 	ValidateBucketCors(ctx context.Context, in *ValidateBucketCorsRequest, opts ...grpc.CallOption) (*ValidateBucketCorsResponse, error)
+	// WhatIfBucketCors evaluates sample requests against a bucket's current
+	// configuration and against a candidate one, without storing anything,
+	// and reports the decisions that would change.
+	WhatIfBucketCors(ctx context.Context, in *WhatIfBucketCorsRequest, opts ...grpc.CallOption) (*WhatIfBucketCorsResponse, error)
 }
 
 type configServiceClient struct {
@@ -126,6 +131,16 @@ func (c *configServiceClient) ValidateBucketCors(ctx context.Context, in *Valida
 	return out, nil
 }
 
+func (c *configServiceClient) WhatIfBucketCors(ctx context.Context, in *WhatIfBucketCorsRequest, opts ...grpc.CallOption) (*WhatIfBucketCorsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WhatIfBucketCorsResponse)
+	err := c.cc.Invoke(ctx, ConfigService_WhatIfBucketCors_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConfigServiceServer is the server API for ConfigService service.
 // All implementations must embed UnimplementedConfigServiceServer
 // for forward compatibility.
@@ -166,6 +181,10 @@ type ConfigServiceServer interface {
 	// without storing anything, and returns the parsed configuration with its
 	// canonical S3 XML.
 	ValidateBucketCors(context.Context, *ValidateBucketCorsRequest) (*ValidateBucketCorsResponse, error)
+	// WhatIfBucketCors evaluates sample requests against a bucket's current
+	// configuration and against a candidate one, without storing anything,
+	// and reports the decisions that would change.
+	WhatIfBucketCors(context.Context, *WhatIfBucketCorsRequest) (*WhatIfBucketCorsResponse, error)
 	mustEmbedUnimplementedConfigServiceServer()
 }
 
@@ -190,6 +209,9 @@ func (UnimplementedConfigServiceServer) ListBucketCors(context.Context, *ListBuc
 }
 func (UnimplementedConfigServiceServer) ValidateBucketCors(context.Context, *ValidateBucketCorsRequest) (*ValidateBucketCorsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ValidateBucketCors not implemented")
+}
+func (UnimplementedConfigServiceServer) WhatIfBucketCors(context.Context, *WhatIfBucketCorsRequest) (*WhatIfBucketCorsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WhatIfBucketCors not implemented")
 }
 func (UnimplementedConfigServiceServer) mustEmbedUnimplementedConfigServiceServer() {}
 func (UnimplementedConfigServiceServer) testEmbeddedByValue()                       {}
@@ -302,6 +324,24 @@ func _ConfigService_ValidateBucketCors_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConfigService_WhatIfBucketCors_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WhatIfBucketCorsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).WhatIfBucketCors(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_WhatIfBucketCors_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).WhatIfBucketCors(ctx, req.(*WhatIfBucketCorsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ConfigService_ServiceDesc is the grpc.ServiceDesc for ConfigService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -328,6 +368,10 @@ var ConfigService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ValidateBucketCors",
 			Handler:    _ConfigService_ValidateBucketCors_Handler,
+		},
+		{
+			MethodName: "WhatIfBucketCors",
+			Handler:    _ConfigService_WhatIfBucketCors_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

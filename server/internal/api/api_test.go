@@ -195,3 +195,45 @@ func TestDecisionIDsAreUnique(t *testing.T) {
 		seen[id] = true
 	}
 }
+
+// What-if reports exactly the decisions a candidate would change, and
+// stores nothing.
+func TestWhatIfReportsChangedDecisionsAndStoresNothing(t *testing.T) {
+	svc, st := newService(t)
+	ctx := context.Background()
+	current, err := svc.PutBucketCors(ctx, &corsdv1.PutBucketCorsRequest{Bucket: "b-1",
+		Document: &corsdv1.PutBucketCorsRequest_Json{Json: `[{"ID":"old","AllowedOrigins":["https://a.example"],"AllowedMethods":["GET"]}]`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := func(v string) *string { return &v }
+	reqs := []*corsdv1.EvaluateRequest{
+		{Method: "OPTIONS", Origin: s("https://a.example"), AccessControlRequestMethod: s("GET")},    // allowed both times
+		{Method: "OPTIONS", Origin: s("https://b.example"), AccessControlRequestMethod: s("GET")},    // refused → allowed
+		{Method: "OPTIONS", Origin: s("https://a.example"), AccessControlRequestMethod: s("DELETE")}, // refused both times
+		{Method: "GET", Origin: s("https://a.example")},                                              // allowed both times, same headers
+	}
+	resp, err := svc.WhatIfBucketCors(ctx, &corsdv1.WhatIfBucketCorsRequest{Bucket: "b-1", Requests: reqs,
+		Document: &corsdv1.WhatIfBucketCorsRequest_Json{Json: `[{"ID":"old","AllowedOrigins":["https://a.example","https://b.example"],"AllowedMethods":["GET"]}]`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetChanges()) != 1 || resp.GetUnchanged() != 3 {
+		t.Fatalf("changes %v, unchanged %d", resp.GetChanges(), resp.GetUnchanged())
+	}
+	ch := resp.GetChanges()[0]
+	if ch.GetIndex() != 1 || ch.GetBefore().GetStatus() != 403 || ch.GetAfter().GetStatus() != 200 ||
+		ch.GetSummary() != "403 refused -> 200 allowed by rule 0 (old)" {
+		t.Fatalf("change %v", ch)
+	}
+	rec, err := st.Get(ctx, "b-1")
+	if err != nil || rec.ETag != current.GetEtag() {
+		t.Fatalf("what-if changed the store: %v %v", rec.ETag, err)
+	}
+	// An invalid candidate is refused like PutBucketCors refuses it.
+	_, err = svc.WhatIfBucketCors(ctx, &corsdv1.WhatIfBucketCorsRequest{Bucket: "b-1",
+		Document: &corsdv1.WhatIfBucketCorsRequest_Json{Json: `[{"AllowedOrigins":["*"],"AllowedMethods":["PATCH"]}]`}})
+	if st, _ := status.FromError(GRPCError(err)); st.Code() != codes.InvalidArgument {
+		t.Fatalf("invalid candidate: %v", err)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	corsdv1 "github.com/corsd/corsd/gen/corsd/v1"
@@ -159,20 +160,7 @@ func (s *Service) evaluate(ctx context.Context, req *corsdv1.EvaluateRequest, re
 		return nil, err
 	}
 	id := s.nextID()
-	er := s3cors.Request{
-		BucketMissing:               req.GetBucketMissing(),
-		Key:                         req.GetKey(),
-		Method:                      req.GetMethod(),
-		Origin:                      req.GetOrigin(),
-		AccessControlRequestMethod:  req.GetAccessControlRequestMethod(),
-		AccessControlRequestHeaders: req.GetAccessControlRequestHeaders(),
-		RequestID:                   req.GetRequestId(),
-		HostID:                      s.hostID,
-		Explain:                     req.GetExplain(),
-	}
-	if er.RequestID == "" {
-		er.RequestID = id
-	}
+	er := s.engineRequest(req, id)
 	var (
 		rs   *s3cors.RuleSet
 		etag string
@@ -189,6 +177,26 @@ func (s *Service) evaluate(ctx context.Context, req *corsdv1.EvaluateRequest, re
 	}
 	s3cors.Evaluate(rs, &er, res)
 	return toProtoResponse(res, etag, id), nil
+}
+
+// engineRequest converts a request for the engine; id is the request id
+// used in error bodies when the caller gave none.
+func (s *Service) engineRequest(req *corsdv1.EvaluateRequest, id string) s3cors.Request {
+	er := s3cors.Request{
+		BucketMissing:               req.GetBucketMissing(),
+		Key:                         req.GetKey(),
+		Method:                      req.GetMethod(),
+		Origin:                      req.GetOrigin(),
+		AccessControlRequestMethod:  req.GetAccessControlRequestMethod(),
+		AccessControlRequestHeaders: req.GetAccessControlRequestHeaders(),
+		RequestID:                   req.GetRequestId(),
+		HostID:                      s.hostID,
+		Explain:                     req.GetExplain(),
+	}
+	if er.RequestID == "" {
+		er.RequestID = id
+	}
+	return er
 }
 
 func (s *Service) checkRequest(req *corsdv1.EvaluateRequest) error {
@@ -350,4 +358,79 @@ func (s *Service) ValidateBucketCors(ctx context.Context, req *corsdv1.ValidateB
 		return nil, err
 	}
 	return &corsdv1.ValidateBucketCorsResponse{Configuration: toProtoConfig(cfg), Xml: string(s3cors.EncodeXML(cfg))}, nil
+}
+
+// WhatIfBucketCors answers sample requests under the bucket's current
+// configuration and under a candidate, storing nothing, and reports the
+// answers that differ.
+func (s *Service) WhatIfBucketCors(ctx context.Context, req *corsdv1.WhatIfBucketCorsRequest) (*corsdv1.WhatIfBucketCorsResponse, error) {
+	if err := bucketname.Validate(req.GetBucket()); err != nil {
+		return nil, err
+	}
+	if n := len(req.GetRequests()); n > s.opts.Limits.MaxBatch {
+		return nil, badRequest("at most %d sample requests, got %d", s.opts.Limits.MaxBatch, n)
+	}
+	var (
+		cfg *s3cors.Configuration
+		err error
+	)
+	switch d := req.GetDocument().(type) {
+	case *corsdv1.WhatIfBucketCorsRequest_Configuration:
+		cfg, err = decodeDocument(d.Configuration, nil, nil)
+	case *corsdv1.WhatIfBucketCorsRequest_Xml:
+		cfg, err = decodeDocument(nil, &d.Xml, nil)
+	case *corsdv1.WhatIfBucketCorsRequest_Json:
+		cfg, err = decodeDocument(nil, nil, &d.Json)
+	default:
+		cfg, err = decodeDocument(nil, nil, nil)
+	}
+	if err != nil {
+		return nil, err
+	}
+	candidate := s3cors.Compile(cfg, s.opts.Engine)
+	current, err := s.cache.Get(ctx, req.GetBucket())
+	if err != nil {
+		return nil, err
+	}
+	out := &corsdv1.WhatIfBucketCorsResponse{}
+	var before, after s3cors.Result
+	for i, r := range req.GetRequests() {
+		r = proto.CloneOf(r)
+		r.Bucket = req.GetBucket()
+		if err := s.checkRequest(r); err != nil {
+			return nil, prefixErr(err, i)
+		}
+		er := s.engineRequest(r, "what-if")
+		s3cors.Evaluate(current.RuleSet, &er, &before)
+		s3cors.Evaluate(candidate, &er, &after)
+		b, a := toProtoResponse(&before, "", ""), toProtoResponse(&after, "", "")
+		if proto.Equal(b, a) {
+			out.Unchanged++
+			continue
+		}
+		out.Changes = append(out.Changes, &corsdv1.DecisionChange{Index: int32(i), Before: b, After: a, Summary: changeSummary(b, a)})
+	}
+	return out, nil
+}
+
+// changeSummary says in one line how an answer changed.
+func changeSummary(b, a *corsdv1.EvaluateResponse) string {
+	describe := func(r *corsdv1.EvaluateResponse) string {
+		verdict := strings.ToLower(strings.TrimPrefix(r.GetVerdict().String(), "VERDICT_"))
+		if r.GetStatus() != 0 {
+			verdict = strconv.Itoa(int(r.GetStatus())) + " " + verdict
+		}
+		if r.MatchedRuleIndex != nil {
+			verdict += " by rule " + strconv.Itoa(int(r.GetMatchedRuleIndex()))
+			if r.GetMatchedRuleId() != "" {
+				verdict += " (" + r.GetMatchedRuleId() + ")"
+			}
+		}
+		return verdict
+	}
+	summary := describe(b) + " -> " + describe(a)
+	if b.GetVerdict() == a.GetVerdict() && b.GetStatus() == a.GetStatus() {
+		summary += "; headers differ"
+	}
+	return summary
 }

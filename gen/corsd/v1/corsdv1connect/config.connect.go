@@ -48,6 +48,9 @@ const (
 	// ConfigServiceValidateBucketCorsProcedure is the fully-qualified name of the ConfigService's
 	// ValidateBucketCors RPC.
 	ConfigServiceValidateBucketCorsProcedure = "/corsd.v1.ConfigService/ValidateBucketCors"
+	// ConfigServiceWhatIfBucketCorsProcedure is the fully-qualified name of the ConfigService's
+	// WhatIfBucketCors RPC.
+	ConfigServiceWhatIfBucketCorsProcedure = "/corsd.v1.ConfigService/WhatIfBucketCors"
 )
 
 // ConfigServiceClient is a client for the corsd.v1.ConfigService service.
@@ -69,6 +72,10 @@ type ConfigServiceClient interface {
 	// without storing anything, and returns the parsed configuration with its
 	// canonical S3 XML.
 	ValidateBucketCors(context.Context, *v1.ValidateBucketCorsRequest) (*v1.ValidateBucketCorsResponse, error)
+	// WhatIfBucketCors evaluates sample requests against a bucket's current
+	// configuration and against a candidate one, without storing anything,
+	// and reports the decisions that would change.
+	WhatIfBucketCors(context.Context, *v1.WhatIfBucketCorsRequest) (*v1.WhatIfBucketCorsResponse, error)
 }
 
 // NewConfigServiceClient constructs a client for the corsd.v1.ConfigService service. By default, it
@@ -116,6 +123,13 @@ func NewConfigServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		whatIfBucketCors: connect.NewClient[v1.WhatIfBucketCorsRequest, v1.WhatIfBucketCorsResponse](
+			httpClient,
+			baseURL+ConfigServiceWhatIfBucketCorsProcedure,
+			connect.WithSchema(configServiceMethods.ByName("WhatIfBucketCors")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -126,6 +140,7 @@ type configServiceClient struct {
 	deleteBucketCors   *connect.Client[v1.DeleteBucketCorsRequest, v1.DeleteBucketCorsResponse]
 	listBucketCors     *connect.Client[v1.ListBucketCorsRequest, v1.ListBucketCorsResponse]
 	validateBucketCors *connect.Client[v1.ValidateBucketCorsRequest, v1.ValidateBucketCorsResponse]
+	whatIfBucketCors   *connect.Client[v1.WhatIfBucketCorsRequest, v1.WhatIfBucketCorsResponse]
 }
 
 // PutBucketCors calls corsd.v1.ConfigService.PutBucketCors.
@@ -173,6 +188,15 @@ func (c *configServiceClient) ValidateBucketCors(ctx context.Context, req *v1.Va
 	return nil, err
 }
 
+// WhatIfBucketCors calls corsd.v1.ConfigService.WhatIfBucketCors.
+func (c *configServiceClient) WhatIfBucketCors(ctx context.Context, req *v1.WhatIfBucketCorsRequest) (*v1.WhatIfBucketCorsResponse, error) {
+	response, err := c.whatIfBucketCors.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // ConfigServiceHandler is an implementation of the corsd.v1.ConfigService service.
 type ConfigServiceHandler interface {
 	// PutBucketCors sets the CORS configuration of a bucket, replacing any it
@@ -192,6 +216,10 @@ type ConfigServiceHandler interface {
 	// without storing anything, and returns the parsed configuration with its
 	// canonical S3 XML.
 	ValidateBucketCors(context.Context, *v1.ValidateBucketCorsRequest) (*v1.ValidateBucketCorsResponse, error)
+	// WhatIfBucketCors evaluates sample requests against a bucket's current
+	// configuration and against a candidate one, without storing anything,
+	// and reports the decisions that would change.
+	WhatIfBucketCors(context.Context, *v1.WhatIfBucketCorsRequest) (*v1.WhatIfBucketCorsResponse, error)
 }
 
 // NewConfigServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -235,6 +263,13 @@ func NewConfigServiceHandler(svc ConfigServiceHandler, opts ...connect.HandlerOp
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	configServiceWhatIfBucketCorsHandler := connect.NewUnaryHandlerSimple(
+		ConfigServiceWhatIfBucketCorsProcedure,
+		svc.WhatIfBucketCors,
+		connect.WithSchema(configServiceMethods.ByName("WhatIfBucketCors")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/corsd.v1.ConfigService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ConfigServicePutBucketCorsProcedure:
@@ -247,6 +282,8 @@ func NewConfigServiceHandler(svc ConfigServiceHandler, opts ...connect.HandlerOp
 			configServiceListBucketCorsHandler.ServeHTTP(w, r)
 		case ConfigServiceValidateBucketCorsProcedure:
 			configServiceValidateBucketCorsHandler.ServeHTTP(w, r)
+		case ConfigServiceWhatIfBucketCorsProcedure:
+			configServiceWhatIfBucketCorsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -274,4 +311,8 @@ func (UnimplementedConfigServiceHandler) ListBucketCors(context.Context, *v1.Lis
 
 func (UnimplementedConfigServiceHandler) ValidateBucketCors(context.Context, *v1.ValidateBucketCorsRequest) (*v1.ValidateBucketCorsResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("corsd.v1.ConfigService.ValidateBucketCors is not implemented"))
+}
+
+func (UnimplementedConfigServiceHandler) WhatIfBucketCors(context.Context, *v1.WhatIfBucketCorsRequest) (*v1.WhatIfBucketCorsResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("corsd.v1.ConfigService.WhatIfBucketCors is not implemented"))
 }

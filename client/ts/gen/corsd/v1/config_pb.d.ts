@@ -2,10 +2,11 @@
 // @generated from file corsd/v1/config.proto (package corsd.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
 import type { CorsConfiguration } from "./cors_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import type { EvaluateRequest, EvaluateResponse } from "./decision_pb.js";
 
 /**
  * Describes the file corsd/v1/config.proto.
@@ -87,6 +88,14 @@ export declare type PutBucketCorsResponse = Message<"corsd.v1.PutBucketCorsRespo
    * @generated from field: string etag = 1;
    */
   etag: string;
+
+  /**
+   * What the analyzer found risky or wrong in the stored configuration. The
+   * write is never refused because of a finding.
+   *
+   * @generated from field: repeated corsd.v1.Finding findings = 2;
+   */
+  findings: Finding[];
 };
 
 /**
@@ -371,6 +380,13 @@ export declare type ValidateBucketCorsResponse = Message<"corsd.v1.ValidateBucke
    * @generated from field: string xml = 2;
    */
   xml: string;
+
+  /**
+   * What the analyzer found risky or wrong in the configuration.
+   *
+   * @generated from field: repeated corsd.v1.Finding findings = 3;
+   */
+  findings: Finding[];
 };
 
 /**
@@ -378,6 +394,231 @@ export declare type ValidateBucketCorsResponse = Message<"corsd.v1.ValidateBucke
  * Use `create(ValidateBucketCorsResponseSchema)` to create a new message.
  */
 export declare const ValidateBucketCorsResponseSchema: GenMessage<ValidateBucketCorsResponse>;
+
+/**
+ * Finding is one thing the analyzer reports about a configuration.
+ *
+ * @generated from message corsd.v1.Finding
+ */
+export declare type Finding = Message<"corsd.v1.Finding"> & {
+  /**
+   * Stable code, e.g. PUBLIC_WRITE or SHADOWED_RULE.
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+
+  /**
+   * How serious the finding is.
+   *
+   * @generated from field: corsd.v1.Severity severity = 2;
+   */
+  severity: Severity;
+
+  /**
+   * Position of the rule concerned (0-based); -1 for the whole configuration.
+   *
+   * @generated from field: int32 rule_index = 3;
+   */
+  ruleIndex: number;
+
+  /**
+   * ID of the rule concerned, empty when it has none.
+   *
+   * @generated from field: string rule_id = 4;
+   */
+  ruleId: string;
+
+  /**
+   * One line saying what is wrong, naming the value concerned.
+   *
+   * @generated from field: string message = 5;
+   */
+  message: string;
+
+  /**
+   * One line saying how to fix it.
+   *
+   * @generated from field: string fix = 6;
+   */
+  fix: string;
+};
+
+/**
+ * Describes the message corsd.v1.Finding.
+ * Use `create(FindingSchema)` to create a new message.
+ */
+export declare const FindingSchema: GenMessage<Finding>;
+
+/**
+ * WhatIfBucketCorsRequest holds a candidate configuration and the requests
+ * to try it on.
+ *
+ * @generated from message corsd.v1.WhatIfBucketCorsRequest
+ */
+export declare type WhatIfBucketCorsRequest = Message<"corsd.v1.WhatIfBucketCorsRequest"> & {
+  /**
+   * Bucket whose current configuration the candidate is compared with; a
+   * bucket without one compares with no configuration.
+   *
+   * @generated from field: string bucket = 1;
+   */
+  bucket: string;
+
+  /**
+   * The candidate, in one of the forms PutBucketCors accepts. Exactly one is
+   * required.
+   *
+   * @generated from oneof corsd.v1.WhatIfBucketCorsRequest.document
+   */
+  document: {
+    /**
+     * The candidate as a message.
+     *
+     * @generated from field: corsd.v1.CorsConfiguration configuration = 2;
+     */
+    value: CorsConfiguration;
+    case: "configuration";
+  } | {
+    /**
+     * The candidate as the XML body of an S3 PutBucketCors request.
+     *
+     * @generated from field: string xml = 3;
+     */
+    value: string;
+    case: "xml";
+  } | {
+    /**
+     * The candidate as JSON, in any of the forms PutBucketCors accepts.
+     *
+     * @generated from field: string json = 4;
+     */
+    value: string;
+    case: "json";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * Sample requests, e.g. taken from the decision log. Their bucket field is
+   * ignored: every request is asked of the bucket above.
+   *
+   * @generated from field: repeated corsd.v1.EvaluateRequest requests = 5;
+   */
+  requests: EvaluateRequest[];
+};
+
+/**
+ * Describes the message corsd.v1.WhatIfBucketCorsRequest.
+ * Use `create(WhatIfBucketCorsRequestSchema)` to create a new message.
+ */
+export declare const WhatIfBucketCorsRequestSchema: GenMessage<WhatIfBucketCorsRequest>;
+
+/**
+ * WhatIfBucketCorsResponse lists the decisions the candidate would change.
+ *
+ * @generated from message corsd.v1.WhatIfBucketCorsResponse
+ */
+export declare type WhatIfBucketCorsResponse = Message<"corsd.v1.WhatIfBucketCorsResponse"> & {
+  /**
+   * Each request whose answer differs, in request order.
+   *
+   * @generated from field: repeated corsd.v1.DecisionChange changes = 1;
+   */
+  changes: DecisionChange[];
+
+  /**
+   * Number of requests whose answer stays the same.
+   *
+   * @generated from field: int32 unchanged = 2;
+   */
+  unchanged: number;
+};
+
+/**
+ * Describes the message corsd.v1.WhatIfBucketCorsResponse.
+ * Use `create(WhatIfBucketCorsResponseSchema)` to create a new message.
+ */
+export declare const WhatIfBucketCorsResponseSchema: GenMessage<WhatIfBucketCorsResponse>;
+
+/**
+ * DecisionChange is one request answered differently by the candidate.
+ *
+ * @generated from message corsd.v1.DecisionChange
+ */
+export declare type DecisionChange = Message<"corsd.v1.DecisionChange"> & {
+  /**
+   * Position of the request in WhatIfBucketCorsRequest.requests.
+   *
+   * @generated from field: int32 index = 1;
+   */
+  index: number;
+
+  /**
+   * The answer under the current configuration.
+   *
+   * @generated from field: corsd.v1.EvaluateResponse before = 2;
+   */
+  before?: EvaluateResponse | undefined;
+
+  /**
+   * The answer under the candidate configuration.
+   *
+   * @generated from field: corsd.v1.EvaluateResponse after = 3;
+   */
+  after?: EvaluateResponse | undefined;
+
+  /**
+   * One line describing the change, e.g. "403 -> 200 (rule 2 now matches)".
+   *
+   * @generated from field: string summary = 4;
+   */
+  summary: string;
+};
+
+/**
+ * Describes the message corsd.v1.DecisionChange.
+ * Use `create(DecisionChangeSchema)` to create a new message.
+ */
+export declare const DecisionChangeSchema: GenMessage<DecisionChange>;
+
+/**
+ * Severity ranks a finding.
+ *
+ * @generated from enum corsd.v1.Severity
+ */
+export enum Severity {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: SEVERITY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Worth a look: probably a mistake, little risk.
+   *
+   * @generated from enum value: SEVERITY_LOW = 1;
+   */
+  LOW = 1,
+
+  /**
+   * A weakness: fix it unless it is intended.
+   *
+   * @generated from enum value: SEVERITY_MEDIUM = 2;
+   */
+  MEDIUM = 2,
+
+  /**
+   * Exposes the bucket to other sites: fix it.
+   *
+   * @generated from enum value: SEVERITY_HIGH = 3;
+   */
+  HIGH = 3,
+}
+
+/**
+ * Describes the enum corsd.v1.Severity.
+ */
+export declare const SeveritySchema: GenEnum<Severity>;
 
 /**
  * ConfigService stores the CORS configuration of each bucket, with the same
@@ -458,6 +699,18 @@ export declare const ConfigService: GenService<{
     methodKind: "unary";
     input: typeof ValidateBucketCorsRequestSchema;
     output: typeof ValidateBucketCorsResponseSchema;
+  },
+  /**
+   * WhatIfBucketCors evaluates sample requests against a bucket's current
+   * configuration and against a candidate one, without storing anything,
+   * and reports the decisions that would change.
+   *
+   * @generated from rpc corsd.v1.ConfigService.WhatIfBucketCors
+   */
+  whatIfBucketCors: {
+    methodKind: "unary";
+    input: typeof WhatIfBucketCorsRequestSchema;
+    output: typeof WhatIfBucketCorsResponseSchema;
   },
 }>;
 
