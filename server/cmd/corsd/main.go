@@ -46,6 +46,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		usage(stdout)
 		return 0
 	}
+	if code, ok := runCLI(args[0], args[1:], getenv, stdout, stderr); ok {
+		return code
+	}
 	fmt.Fprintf(stderr, "corsd: unknown command %q\n\n", args[0])
 	usage(stderr)
 	return 2
@@ -58,6 +61,15 @@ Usage:
   corsd serve [flags]    run the decision service (see corsd serve --help)
   corsd gateway [flags]  reverse proxy giving any S3-compatible store S3-exact CORS (see corsd gateway --help)
   corsd bench [flags]    load-test a corsd: decisions/s and latency per transport (see corsd bench --help)
+
+Administration (talks to a running corsd; --endpoint, default 127.0.0.1:8081):
+  corsd put-bucket-cors --bucket B --cors-configuration file://cors.json
+  corsd get-bucket-cors --bucket B [--output json|xml]
+  corsd delete-bucket-cors --bucket B
+  corsd list [--prefix P]
+  corsd eval --bucket B --origin O [--method OPTIONS] [--request-method M] [--request-headers H] [--explain]
+  corsd what-if --bucket B --cors-configuration file://new.json --requests samples.jsonl
+
   corsd help             show this help
 `)
 }
