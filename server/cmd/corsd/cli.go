@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -172,14 +173,20 @@ func readDocument(arg string) (string, error) {
 
 func isXML(doc string) bool { return strings.HasPrefix(strings.TrimSpace(doc), "<") }
 
-var jsonOut = protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}
-
+// printJSON prints a message as indented JSON with proto field names.
+// protojson's own multi-line form varies its spacing on purpose, so the
+// compact form is re-indented to give scripts stable output.
 func printJSON(out io.Writer, m proto.Message) error {
-	b, err := jsonOut.Marshal(m)
+	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintln(out, string(b))
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, b, "", "  "); err != nil {
+		return err
+	}
+	buf.WriteByte('\n')
+	_, err = out.Write(buf.Bytes())
 	return err
 }
 

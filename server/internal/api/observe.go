@@ -35,7 +35,7 @@ type Observer struct {
 }
 
 // transports are the transport label values, in index order.
-var transports = [...]string{"grpc", "connect", "grpc-h2c", "grpcweb"}
+var transports = [...]string{"grpc", "connect", "grpc-h2c", "grpcweb", "envoy"}
 
 // procedures are the RPCs whose OK count is pre-resolved.
 var procedures = []string{
@@ -248,4 +248,38 @@ func transportLabel(protocol string) string {
 		return "grpcweb"
 	}
 	return protocol
+}
+
+// Evaluator answers one decision; *Service is one.
+type Evaluator interface {
+	Evaluate(ctx context.Context, req *corsdv1.EvaluateRequest) (*corsdv1.EvaluateResponse, error)
+}
+
+// Observed wraps e so that the decisions it makes for a front end that is
+// not an RPC of ours (the Envoy ext_authz adapter) are counted, timed and
+// logged under transport like any other.
+func (o *Observer) Observed(transport string, e Evaluator) Evaluator {
+	return observedEvaluator{o: o, next: e, transport: transport}
+}
+
+type observedEvaluator struct {
+	o         *Observer
+	next      Evaluator
+	transport string
+}
+
+func (x observedEvaluator) Evaluate(ctx context.Context, req *corsdv1.EvaluateRequest) (*corsdv1.EvaluateResponse, error) {
+	start := time.Now()
+	resp, err := x.next.Evaluate(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	x.o.prepare()
+	ti := transportIndex(x.transport)
+	elapsed := time.Since(start)
+	x.o.decided(ti, x.transport, req, resp, elapsed)
+	if x.o.Metrics != nil && ti >= 0 {
+		x.o.durations[ti].Observe(elapsed.Seconds())
+	}
+	return resp, nil
 }

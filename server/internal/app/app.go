@@ -34,6 +34,7 @@ import (
 	"github.com/corsd/corsd/gen/corsd/v1/corsdv1connect"
 	"github.com/corsd/corsd/server/internal/api"
 	"github.com/corsd/corsd/server/internal/cache"
+	"github.com/corsd/corsd/server/internal/extauthz"
 	"github.com/corsd/corsd/server/internal/s3cors"
 	"github.com/corsd/corsd/server/internal/store"
 	"github.com/corsd/corsd/server/internal/store/filestore"
@@ -52,6 +53,12 @@ type Config struct {
 	RedisKeyPrefix    string        // prefix of every key and the channel ("" = the URL's key_prefix, else "corsd:")
 	RedisTimeout      time.Duration // bound on each Redis operation
 	ReconcileInterval time.Duration // Redis: how often cached etags are compared with the store's
+
+	// EnvoyExtAuthz serves envoy.service.auth.v3.Authorization on the gRPC
+	// listener for Envoy's ext_authz filter; EnvoyVirtualHostSuffix (e.g.
+	// ".s3.example.com") names buckets by host for it.
+	EnvoyExtAuthz          bool
+	EnvoyVirtualHostSuffix string
 
 	// InsecureAdmin allows listeners on non-loopback addresses although
 	// ConfigService has no authentication yet: anyone who reaches them may
@@ -134,6 +141,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--decision-log-buffer must be positive, got %d", c.DecisionLogBuffer)
 	case c.DecisionLogPath == "":
 		return errors.New("--decision-log-path must not be empty (use - for stdout)")
+	}
+	if c.EnvoyVirtualHostSuffix != "" && !c.EnvoyExtAuthz {
+		return errors.New("--envoy-virtual-host-suffix is only used with --envoy-ext-authz")
 	}
 	if !c.InsecureAdmin {
 		for flagName, addr := range map[string]string{"--grpc-addr": c.GRPCAddr, "--http-addr": c.HTTPAddr} {
@@ -334,6 +344,11 @@ func (a *App) buildGRPC() {
 	)
 	corsdv1.RegisterDecisionServiceServer(a.grpcSrv, a.svc)
 	corsdv1.RegisterConfigServiceServer(a.grpcSrv, a.svc)
+	if a.cfg.EnvoyExtAuthz {
+		// Envoy speaks gRPC to this listener only; the adapter goes through
+		// the same interceptor (panics, RPC metrics, error rendering).
+		extauthz.New(a.observer.Observed("envoy", a.svc), extauthz.Options{VirtualHostSuffix: a.cfg.EnvoyVirtualHostSuffix, Logger: a.log}).Register(a.grpcSrv)
+	}
 	a.grpcHealth = health.NewServer()
 	a.health.grpc = a.grpcHealth
 	healthpb.RegisterHealthServer(a.grpcSrv, a.grpcHealth)
