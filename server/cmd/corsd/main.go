@@ -98,6 +98,7 @@ func serve(args []string, getenv func(string) string, stderr io.Writer) int {
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "HTTP listener: keep-alive connections idle longer are closed")
 	fs.DurationVar(&cfg.MaxConnectionAge, "max-connection-age", cfg.MaxConnectionAge, "gRPC listener: connections are closed (gracefully) after this age so gateways rebalance across replicas")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "on SIGTERM/SIGINT, how long in-flight calls may take before connections are closed")
+	fs.DurationVar(&cfg.CallTimeout, "call-timeout", cfg.CallTimeout, "server-side bound on any one call on either listener, whatever deadline the client sent")
 	fs.DurationVar(&cfg.DrainDelay, "drain-delay", cfg.DrainDelay, "on SIGTERM/SIGINT, how long to keep serving while reporting not ready, so load balancers stop sending calls first (e.g. 5s in Kubernetes)")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", cfg.DebugAddr, "debug listener: pprof, /debug/config, /debug/rulesets; keep it on loopback; empty to disable")
 	fs.DurationVar(&cfg.HealthInterval, "health-interval", cfg.HealthInterval, "how often the store is pinged; readiness follows the answer")

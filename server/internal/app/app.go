@@ -77,6 +77,7 @@ type Config struct {
 	IdleTimeout       time.Duration // HTTP listener
 	MaxConnectionAge  time.Duration // gRPC: connections are closed after this, so gateways rebalance
 	ShutdownTimeout   time.Duration // how long in-flight calls get on shutdown
+	CallTimeout       time.Duration // server-side bound on any one call, whatever deadline the client sent
 	DrainDelay        time.Duration // on shutdown, time spent not-ready but still serving, so load balancers notice
 
 	DebugAddr             string    // pprof, /debug/config, /debug/rulesets; "" = off. Loopback by default.
@@ -103,6 +104,7 @@ func DefaultConfig() Config {
 		IdleTimeout:       2 * time.Minute,
 		MaxConnectionAge:  10 * time.Minute,
 		ShutdownTimeout:   15 * time.Second,
+		CallTimeout:       30 * time.Second,
 		DebugAddr:         "127.0.0.1:6060",
 		HealthInterval:    2 * time.Second,
 		DecisionLogBuffer: 4096,
@@ -131,6 +133,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--shutdown-timeout must be positive, got %s", c.ShutdownTimeout)
 	case c.RescanInterval <= 0:
 		return fmt.Errorf("--rescan-interval must be positive, got %s", c.RescanInterval)
+	case c.CallTimeout <= 0:
+		return fmt.Errorf("--call-timeout must be positive, got %s", c.CallTimeout)
 	case c.DrainDelay < 0:
 		return fmt.Errorf("--drain-delay must not be negative, got %s", c.DrainDelay)
 	case c.HealthInterval <= 0:
@@ -332,7 +336,8 @@ func listen(addr string) (net.Listener, error) {
 
 func (a *App) buildGRPC() {
 	a.grpcSrv = grpc.NewServer(
-		grpc.ChainUnaryInterceptor(a.observer.GRPCInterceptor()),
+		grpc.ChainUnaryInterceptor(callTimeoutGRPC(a.cfg.CallTimeout), a.observer.GRPCInterceptor()),
+		grpc.MaxHeaderListSize(64<<10),
 		grpc.MaxRecvMsgSize(a.cfg.MaxMessageBytes),
 		// A worker pool serves streams on warm goroutines instead of a new
 		// goroutine per call whose stack must grow again every time.
@@ -359,7 +364,7 @@ func (a *App) buildGRPC() {
 
 func (a *App) buildHTTP() {
 	opts := connect.WithHandlerOptions(
-		connect.WithInterceptors(a.observer.ConnectInterceptor()),
+		connect.WithInterceptors(callTimeoutConnect(a.cfg.CallTimeout), a.observer.ConnectInterceptor()),
 		connect.WithReadMaxBytes(a.cfg.MaxMessageBytes),
 	)
 	mux := http.NewServeMux()
@@ -537,6 +542,28 @@ func (a *App) watchChanges(ctx context.Context) {
 			a.metrics.PropagationLag.Observe(max(time.Since(ch.At), 0).Seconds())
 		}
 		a.cache.Invalidate(ch.Bucket)
+	}
+}
+
+// callTimeoutGRPC bounds every call server-side: a client that sends no
+// deadline (or an absurd one) cannot hold a handler, a store read or a
+// connection for longer than d.
+func callTimeoutGRPC(d time.Duration) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		ctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		return handler(ctx, req)
+	}
+}
+
+// callTimeoutConnect is callTimeoutGRPC for the HTTP listener.
+func callTimeoutConnect(d time.Duration) connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			ctx, cancel := context.WithTimeout(ctx, d)
+			defer cancel()
+			return next(ctx, req)
+		}
 	}
 }
 

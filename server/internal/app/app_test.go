@@ -1,8 +1,15 @@
 package app
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/emptypb"
 )
 
 func TestIsLocalAddr(t *testing.T) {
@@ -27,6 +34,7 @@ func TestConfigValidateNamesTheSetting(t *testing.T) {
 		"--max-message-bytes":        func(c *Config) { c.MaxMessageBytes = 10 },
 		"--shutdown-timeout":         func(c *Config) { c.ShutdownTimeout = 0 },
 		"--drain-delay":              func(c *Config) { c.DrainDelay = -1 },
+		"--call-timeout":             func(c *Config) { c.CallTimeout = 0 },
 		"--decision-log-sample-rate": func(c *Config) { c.DecisionLogSampleRate = 2 },
 		"--latency-buckets":          func(c *Config) { c.LatencyBuckets = []float64{0.1, 0.01} },
 		"--redis-timeout":            func(c *Config) { c.RedisTimeout = 0 },
@@ -47,5 +55,30 @@ func TestConfigValidateNamesTheSetting(t *testing.T) {
 	c.HTTPAddr, c.InsecureAdmin = "0.0.0.0:8080", true
 	if err := c.Validate(); err != nil {
 		t.Fatalf("--insecure-admin refused: %v", err)
+	}
+}
+
+// Every call gets a server-side deadline, however long the client's.
+func TestCallTimeoutBoundsEveryCall(t *testing.T) {
+	check := func(ctx context.Context) error {
+		dl, ok := ctx.Deadline()
+		if !ok || time.Until(dl) > 50*time.Millisecond {
+			return fmt.Errorf("deadline %v (set %v), want within 50ms", dl, ok)
+		}
+		return nil
+	}
+	long, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	_, err := callTimeoutGRPC(50*time.Millisecond)(long, nil, &grpc.UnaryServerInfo{}, func(ctx context.Context, _ any) (any, error) {
+		return nil, check(ctx)
+	})
+	if err != nil {
+		t.Fatal("grpc:", err)
+	}
+	_, err = callTimeoutConnect(50*time.Millisecond)(func(ctx context.Context, _ connect.AnyRequest) (connect.AnyResponse, error) {
+		return nil, check(ctx)
+	})(long, connect.NewRequest(&emptypb.Empty{}))
+	if err != nil {
+		t.Fatal("connect:", err)
 	}
 }
