@@ -38,6 +38,11 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	jsonPath := fs.String("json", "", "also write the results and targets as JSON to this file")
 	redisURL := fs.String("redis-url", "", "start the server with this --redis-url instead of the embedded store (only when corsd bench starts it)")
 	warmOnly := fs.Bool("warm-only", false, "load, measure the cold misses and RSS, and stop (no load scenarios)")
+	scaling := fs.Bool("scaling", false, "measure the scaling curve instead: warm Evaluate over grpc-go as buckets and rules per bucket grow")
+	scaleBuckets := fs.String("scaling-buckets", "1,10000,1000000", "bucket counts of the scaling curve (5 rules each; a million needs --redis-url: the embedded store fsyncs every write)")
+	scaleRules := fs.String("scaling-rules", "1,10,100", "rules per bucket of the scaling curve")
+	scaleRulesBuckets := fs.Int("scaling-rules-buckets", 1000, "buckets configured for the rules-per-bucket series")
+	plotPath := fs.String("plot", "", "with --scaling: write the curve as a PNG to this file")
 	short := fs.Bool("short", false, "a few seconds in all: 300ms per scenario, concurrency 1 and 16, 30 buckets (for CI)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: corsd bench [flags]\n\nDrives Evaluate and EvaluateBatch over each transport at each concurrency, next to\ngrpc.health.v1 Check as the floor, and prints requests/s, decisions/s, latency\npercentiles and server CPU per request. Flags:\n")
@@ -51,6 +56,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	if *short {
 		opts.Duration, opts.Buckets, *conc = 300*time.Millisecond, 30, "1,16"
+		*scaleBuckets, *scaleRules, *scaleRulesBuckets = "1,100", "1,10", 50
 	}
 	var err error
 	if opts.Concurrency, err = intList(*conc); err != nil {
@@ -99,6 +105,9 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		}()
 		opts.GRPCAddr, opts.HTTPAddr, opts.ServerPID = srv.GRPCAddr, srv.HTTPAddr, srv.PID()
 		opts.Progress("started corsd (pid %d) on %s and %s", srv.PID(), srv.GRPCAddr, srv.HTTPAddr)
+	}
+	if *scaling {
+		return runScaling(ctx, &opts, *scaleBuckets, *scaleRules, *scaleRulesBuckets, *plotPath, *jsonPath, stdout, stderr)
 	}
 	w := bench.NewWorkload(opts.Buckets, sizes)
 	opts.Progress("loading %d bucket configurations", opts.Buckets)
@@ -173,4 +182,50 @@ func intList(s string) ([]int, error) {
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+// runScaling is `corsd bench --scaling`.
+func runScaling(ctx context.Context, opts *bench.Options, bucketList, ruleList string, rulesBuckets int, plotPath, jsonPath string, stdout, stderr io.Writer) int {
+	buckets, err1 := intList(bucketList)
+	rules, err2 := intList(ruleList)
+	if err := errors.Join(err1, err2); err != nil || slices.Max(rules) > 100 {
+		fmt.Fprintf(stderr, "corsd bench: --scaling-buckets/--scaling-rules: %v (at most 100 rules)\n", err)
+		return 2
+	}
+	conc := opts.Concurrency[len(opts.Concurrency)-1]
+	points, err := bench.Scaling(ctx, opts, buckets, rules, rulesBuckets, conc)
+	if err != nil {
+		fmt.Fprintf(stderr, "corsd bench: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "scaling, warm Evaluate over grpc-go at concurrency %d, %s per point:\n", conc, opts.Duration)
+	for _, p := range points {
+		fmt.Fprintf(stdout, "  %8d buckets × %3d rules: %8.0f decisions/s  p99 %6.0fµs  %5.1fµs server CPU/decision\n",
+			p.Buckets, p.Rules, p.DPS, p.P99us, p.ServerCPUus)
+	}
+	if plotPath != "" {
+		f, err := os.Create(plotPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "corsd bench: --plot: %v\n", err)
+			return 1
+		}
+		werr := bench.WritePlot(f, points)
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			fmt.Fprintf(stderr, "corsd bench: --plot: %v\n", werr)
+			return 1
+		}
+	}
+	if jsonPath != "" {
+		b, _ := json.MarshalIndent(struct {
+			Scaling []bench.ScalePoint `json:"scaling"`
+		}{points}, "", "  ")
+		if err := os.WriteFile(jsonPath, append(b, '\n'), 0o644); err != nil {
+			fmt.Fprintf(stderr, "corsd bench: --json: %v\n", err)
+			return 1
+		}
+	}
+	return 0
 }

@@ -7,6 +7,7 @@ package app
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"connectrpc.com/grpcreflect"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -40,6 +42,7 @@ import (
 	"github.com/corsd/corsd/server/internal/store/filestore"
 	"github.com/corsd/corsd/server/internal/store/redisstore"
 	"github.com/corsd/corsd/server/internal/telemetry"
+	"github.com/corsd/corsd/server/internal/tlsconfig"
 )
 
 // Config is every setting of `corsd serve`. cmd/corsd fills it from flags
@@ -59,6 +62,11 @@ type Config struct {
 	// ".s3.example.com") names buckets by host for it.
 	EnvoyExtAuthz          bool
 	EnvoyVirtualHostSuffix string
+
+	// TLS on both listeners: certificate and key (PEM), and a client CA
+	// bundle for mTLS; the files are re-read when they change.
+	TLSCertFile, TLSKeyFile, TLSClientCAFile string
+	TLSReloadInterval                        time.Duration
 
 	// InsecureAdmin allows listeners on non-loopback addresses although
 	// ConfigService has no authentication yet: anyone who reaches them may
@@ -105,6 +113,7 @@ func DefaultConfig() Config {
 		MaxConnectionAge:  10 * time.Minute,
 		ShutdownTimeout:   15 * time.Second,
 		CallTimeout:       30 * time.Second,
+		TLSReloadInterval: tlsconfig.DefaultReloadInterval,
 		DebugAddr:         "127.0.0.1:6060",
 		HealthInterval:    2 * time.Second,
 		DecisionLogBuffer: 4096,
@@ -133,6 +142,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--shutdown-timeout must be positive, got %s", c.ShutdownTimeout)
 	case c.RescanInterval <= 0:
 		return fmt.Errorf("--rescan-interval must be positive, got %s", c.RescanInterval)
+	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
+		return errors.New("--tls-cert-file and --tls-key-file must be given together")
+	case c.TLSClientCAFile != "" && c.TLSCertFile == "":
+		return errors.New("--tls-client-ca-file needs --tls-cert-file and --tls-key-file")
+	case c.TLSReloadInterval <= 0:
+		return fmt.Errorf("--tls-reload-interval must be positive, got %s", c.TLSReloadInterval)
 	case c.CallTimeout <= 0:
 		return fmt.Errorf("--call-timeout must be positive, got %s", c.CallTimeout)
 	case c.DrainDelay < 0:
@@ -188,6 +203,7 @@ type App struct {
 	dlog     *telemetry.DecisionLog
 	dlogFile *os.File
 	health   *healthState
+	tls      *tlsconfig.Reloader // nil: plaintext listeners
 }
 
 // serviceNames are reported by both health services, with "" for the
@@ -201,6 +217,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 		return nil, err
 	}
 	a := &App{cfg: cfg, log: log}
+	if cfg.TLSCertFile != "" {
+		if a.tls, err = tlsconfig.New(tlsconfig.Options{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile,
+			ClientCAFile: cfg.TLSClientCAFile, ReloadInterval: cfg.TLSReloadInterval, Logger: log}); err != nil {
+			return nil, err // it names the file
+		}
+	}
 	defer func() {
 		if err != nil {
 			a.closeAll()
@@ -233,6 +255,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	}
 	if a.httpLis, err = listen(cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("--http-addr: %w", err)
+	}
+	if a.tls != nil {
+		a.httpLis = tls.NewListener(a.httpLis, a.tls.ServerConfig())
 	}
 	if cfg.DebugAddr != "" {
 		if a.debugLis, err = listen(cfg.DebugAddr); err != nil {
@@ -335,7 +360,12 @@ func listen(addr string) (net.Listener, error) {
 }
 
 func (a *App) buildGRPC() {
-	a.grpcSrv = grpc.NewServer(
+	var creds []grpc.ServerOption
+	if a.tls != nil {
+		creds = append(creds, grpc.Creds(credentials.NewTLS(a.tls.ServerConfig())),
+			grpc.ConnectionTimeout(a.cfg.ReadHeaderTimeout)) // bounds the handshake
+	}
+	a.grpcSrv = grpc.NewServer(append(creds,
 		grpc.ChainUnaryInterceptor(callTimeoutGRPC(a.cfg.CallTimeout), a.observer.GRPCInterceptor()),
 		grpc.MaxHeaderListSize(64<<10),
 		grpc.MaxRecvMsgSize(a.cfg.MaxMessageBytes),
@@ -346,7 +376,7 @@ func (a *App) buildGRPC() {
 			MaxConnectionAge:      a.cfg.MaxConnectionAge,
 			MaxConnectionAgeGrace: 30 * time.Second,
 		}),
-	)
+	)...)
 	corsdv1.RegisterDecisionServiceServer(a.grpcSrv, a.svc)
 	corsdv1.RegisterConfigServiceServer(a.grpcSrv, a.svc)
 	if a.cfg.EnvoyExtAuthz {
@@ -389,7 +419,11 @@ func (a *App) buildHTTP() {
 
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true) // gRPC and Connect over h2c
+	if a.tls != nil {
+		protocols.SetHTTP2(true) // gRPC and Connect over h2, chosen by ALPN
+	} else {
+		protocols.SetUnencryptedHTTP2(true) // gRPC and Connect over h2c
+	}
 	a.httpSrv = &http.Server{
 		Handler:           mux,
 		Protocols:         &protocols,
@@ -449,6 +483,9 @@ func (a *App) Run(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.Background())
 	wg.Go(func() { a.watchChanges(bg) })
 	wg.Go(func() { a.watchHealth(bg) })
+	if a.tls != nil {
+		wg.Go(func() { a.tls.Run(bg) })
+	}
 	if v, ok := a.rawStore.(store.Versioner); ok {
 		wg.Go(func() { a.reconcile(bg, v) })
 	}
