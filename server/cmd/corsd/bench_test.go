@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,5 +54,42 @@ func TestBenchShortRunsEveryScenario(t *testing.T) {
 	}
 	if len(report.Results) != 18 || len(report.Targets) != 4 {
 		t.Fatalf("%d results, %d targets", len(report.Results), len(report.Targets))
+	}
+}
+
+// `corsd bench --scaling --short` measures every point of the curve and
+// draws it as a PNG.
+func TestBenchScalingDrawsTheCurve(t *testing.T) {
+	dir := t.TempDir()
+	plot, out := filepath.Join(dir, "scaling.png"), filepath.Join(dir, "scaling.json")
+	cmd := exec.Command(binPath, "bench", "--scaling", "--short", "--duration", "100ms", "--plot", plot, "--json", out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("corsd bench --scaling: %v\n%s", err, b)
+	}
+	f, err := os.Open(plot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil || img.Bounds().Dx() < 500 {
+		t.Fatalf("plot: %v %v", img, err)
+	}
+	b, _ := os.ReadFile(out)
+	var rep struct {
+		Scaling []struct {
+			Series  string  `json:"series"`
+			Buckets int     `json:"buckets"`
+			Rules   int     `json:"rules"`
+			DPS     float64 `json:"decisions_per_second"`
+		} `json:"scaling"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil || len(rep.Scaling) != 4 {
+		t.Fatalf("scaling JSON: %v\n%s", err, b)
+	}
+	for _, p := range rep.Scaling {
+		if p.DPS <= 0 {
+			t.Errorf("point %+v has no throughput", p)
+		}
 	}
 }
