@@ -43,6 +43,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	scaleRules := fs.String("scaling-rules", "1,10,100", "rules per bucket of the scaling curve")
 	scaleRulesBuckets := fs.Int("scaling-rules-buckets", 1000, "buckets configured for the rules-per-bucket series")
 	plotPath := fs.String("plot", "", "with --scaling: write the curve as a PNG to this file")
+	plotFrom := fs.String("plot-from", "", "with --plot: redraw the curve from the --json file of an earlier --scaling run, measuring nothing")
 	short := fs.Bool("short", false, "a few seconds in all: 300ms per scenario, concurrency 1 and 16, 30 buckets (for CI)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: corsd bench [flags]\n\nDrives Evaluate and EvaluateBatch over each transport at each concurrency, next to\ngrpc.health.v1 Check as the floor, and prints requests/s, decisions/s, latency\npercentiles and server CPU per request. Flags:\n")
@@ -69,6 +70,9 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opts.Transports = strings.Split(*transports, ",")
+	if *plotFrom != "" {
+		return redrawPlot(*plotFrom, *plotPath, stderr)
+	}
 	if (opts.GRPCAddr == "") != (opts.HTTPAddr == "") {
 		fmt.Fprintln(stderr, "corsd bench: give both --grpc-addr and --http-addr, or neither")
 		return 2
@@ -226,6 +230,31 @@ func runScaling(ctx context.Context, opts *bench.Options, bucketList, ruleList s
 			fmt.Fprintf(stderr, "corsd bench: --json: %v\n", err)
 			return 1
 		}
+	}
+	return 0
+}
+
+// redrawPlot is `corsd bench --plot-from run.json --plot out.png`.
+func redrawPlot(from, to string, stderr io.Writer) int {
+	var rep struct {
+		Scaling []bench.ScalePoint `json:"scaling"`
+	}
+	b, err := os.ReadFile(from)
+	if err == nil {
+		err = json.Unmarshal(b, &rep)
+	}
+	if err == nil && to == "" {
+		err = errors.New("--plot is required")
+	}
+	if err == nil {
+		var f *os.File
+		if f, err = os.Create(to); err == nil {
+			err = errors.Join(bench.WritePlot(f, rep.Scaling), f.Close())
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "corsd bench: --plot-from: %v\n", err)
+		return 1
 	}
 	return 0
 }

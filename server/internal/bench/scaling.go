@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"fmt"
 	"image"
 	"image/color"
 	"image/draw"
@@ -93,7 +92,7 @@ func WritePlot(w io.Writer, points []ScalePoint) error {
 		black := color.Black
 		line(img, left, bottom, right, bottom, black)
 		line(img, left, top, left, bottom, black)
-		label(img, x0+70, 20, fmt.Sprintf("warm Evaluate, grpc-go: decisions/s (blue), server CPU us/decision (red) vs %s", xlabel), black)
+		label(img, x0+70, 20, "decisions/s (blue), server CPU us/decision (red)", black)
 		label(img, (left+right)/2-40, height-20, xlabel+" (log scale)", black)
 		if len(ps) == 0 {
 			return
