@@ -106,19 +106,24 @@ func isAllowed(c byte) bool { return isAlnum(c) || c == '.' || c == '-' }
 // clients building virtual-hosted-style URLs, so rejecting the whole shape
 // errs on the safe side.
 func isIPv4(name string) bool {
-	parts := strings.Split(name, ".")
-	if len(parts) != 4 {
-		return false
-	}
-	for _, p := range parts {
-		if len(p) < 1 || len(p) > 3 {
-			return false
-		}
-		for i := 0; i < len(p); i++ {
-			if p[i] < '0' || p[i] > '9' {
+	// Scanned in place rather than split: Validate runs on every decision
+	// and must not allocate.
+	groups, digits := 1, 0
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c == '.':
+			if digits == 0 {
 				return false
 			}
+			groups, digits = groups+1, 0
+		case '0' <= c && c <= '9':
+			digits++
+			if digits > 3 {
+				return false
+			}
+		default:
+			return false
 		}
 	}
-	return true
+	return groups == 4 && digits > 0
 }

@@ -182,3 +182,12 @@ func FuzzValidate(f *testing.F) {
 		}
 	})
 }
+
+// Validate runs on every decision: a valid name costs no allocation.
+func TestValidateDoesNotAllocate(t *testing.T) {
+	for _, name := range []string{"photos", "my.bucket-1", "192.168.5.4x"} {
+		if n := testing.AllocsPerRun(100, func() { _ = Validate(name) }); n != 0 {
+			t.Errorf("Validate(%q) allocates %v times", name, n)
+		}
+	}
+}

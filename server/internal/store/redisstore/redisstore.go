@@ -48,6 +48,30 @@
 // The store needs no restart after an outage: connections and the
 // subscription are re-established as soon as Redis answers again.
 //
+// # TLS
+//
+// A rediss:// URL (or rediss+sentinel://, rediss+cluster://) makes every
+// connection, to data nodes and sentinels alike, use TLS 1.2 or later with
+// the server's certificate verified (ParseURL offers no way to switch
+// verification off). ParseURL's query parameters choose what is trusted
+// and presented:
+//
+//	tls_ca_file=/path/ca.pem          trust this PEM bundle of CAs instead
+//	                                  of the system's roots
+//	tls_server_name=redis.internal    verify (and send as SNI) this name
+//	                                  instead of the host dialled
+//	tls_cert_file=/path/client.pem    present this client certificate
+//	tls_key_file=/path/client-key.pem (both or neither), for a Redis with
+//	                                  tls-auth-clients yes or optional
+//
+// The files are read once, by ParseURL. A TLS failure, such as a
+// certificate from an unknown CA or for another name, a client certificate
+// the server refuses, or TLS on one side only, fails New (or, later, an
+// operation) fast, wrapping store.ErrUnavailable like any other failure to
+// connect. The message names the cause, and crypto/tls's and crypto/x509's
+// errors stay in the chain for errors.As, except that a rediss:// URL for
+// a plaintext Redis only times out: Redis never answers the handshake.
+//
 // # Change notifications
 //
 // Every successful write PUBLISHes on the channel {prefix}invalidate a
@@ -141,8 +165,10 @@ type Options struct {
 	// DB is the logical database; it must be 0 in cluster mode, where Redis
 	// has only one.
 	DB int
-	// TLS enables TLS with this configuration when non-nil. An empty
-	// ServerName is filled in per connection from the address dialled.
+	// TLS enables TLS with this configuration when non-nil, for the data
+	// nodes and the sentinels. An empty ServerName is filled in per
+	// connection from the address dialled. ParseURL builds it for rediss
+	// URLs; see the package documentation.
 	TLS *tls.Config
 	// KeyPrefix starts every key and the channel name; several deployments
 	// can share one Redis by using different prefixes. Default

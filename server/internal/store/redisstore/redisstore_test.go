@@ -404,37 +404,59 @@ func TestUnavailableRedisFailsFast(t *testing.T) {
 		// with a hung server or a network partition: only timeouts help.
 		{"paused", func(t *testing.T, srv *redistest.Server) { srv.Pause(); t.Cleanup(srv.Resume) }},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+	servers := []struct {
+		name  string
+		start func(t *testing.T) (*redistest.Server, Options)
+	}{
+		{"plaintext", func(t *testing.T) (*redistest.Server, Options) {
 			srv := redistest.Start(t)
-			s := open(t, Options{Addrs: []string{srv.Addr()}})
-			storetest.MustPut(t, s, "bucket", doc("a"))
-			tt.outage(t, srv)
-			ops := []struct {
-				name string
-				call func(ctx context.Context) error
-			}{
-				{"Get", func(ctx context.Context) error { _, err := s.Get(ctx, "bucket"); return err }},
-				{"Put", func(ctx context.Context) error { _, err := s.Put(ctx, "bucket", doc("b"), ""); return err }},
-				{"Put if-match", func(ctx context.Context) error { _, err := s.Put(ctx, "bucket", doc("b"), `"x"`); return err }},
-				{"Delete", func(ctx context.Context) error { return s.Delete(ctx, "bucket", "") }},
-				{"List", func(ctx context.Context) error { _, _, err := s.List(ctx, "", "", 0); return err }},
-				{"Versions", func(ctx context.Context) error { _, err := s.Versions(ctx, []string{"bucket"}); return err }},
-				{"Ping", func(ctx context.Context) error { return s.Ping(ctx) }},
+			return srv, Options{Addrs: []string{srv.Addr()}}
+		}},
+		// A new connection's TLS handshake must be bounded too.
+		{"TLS", func(t *testing.T) (*redistest.Server, Options) {
+			srv, caFile := redistest.StartTLS(t)
+			return srv, mustParseURL(t, tlsURL("rediss", srv.Addr(), "tls_ca_file", caFile))
+		}},
+	}
+	for _, server := range servers {
+		for _, tt := range tests {
+			t.Run(server.name+"/"+tt.name, func(t *testing.T) {
+				testUnavailable(t, server.start, tt.outage)
+			})
+		}
+	}
+}
+
+// testUnavailable starts a server, causes the outage and checks that every
+// operation fails fast as unavailable.
+func testUnavailable(t *testing.T, start func(t *testing.T) (*redistest.Server, Options), outage func(t *testing.T, srv *redistest.Server)) {
+	srv, opts := start(t)
+	s := open(t, opts)
+	storetest.MustPut(t, s, "bucket", doc("a"))
+	outage(t, srv)
+	ops := []struct {
+		name string
+		call func(ctx context.Context) error
+	}{
+		{"Get", func(ctx context.Context) error { _, err := s.Get(ctx, "bucket"); return err }},
+		{"Put", func(ctx context.Context) error { _, err := s.Put(ctx, "bucket", doc("b"), ""); return err }},
+		{"Put if-match", func(ctx context.Context) error { _, err := s.Put(ctx, "bucket", doc("b"), `"x"`); return err }},
+		{"Delete", func(ctx context.Context) error { return s.Delete(ctx, "bucket", "") }},
+		{"List", func(ctx context.Context) error { _, _, err := s.List(ctx, "", "", 0); return err }},
+		{"Versions", func(ctx context.Context) error { _, err := s.Versions(ctx, []string{"bucket"}); return err }},
+		{"Ping", func(ctx context.Context) error { return s.Ping(ctx) }},
+	}
+	for _, op := range ops {
+		t.Run(op.name, func(t *testing.T) {
+			start := time.Now()
+			err := op.call(t.Context())
+			took := time.Since(start)
+			t.Logf("%s failed after %v: %v", op.name, took, err)
+			if !errors.Is(err, store.ErrUnavailable) {
+				t.Errorf("%s = %v, want ErrUnavailable", op.name, err)
 			}
-			for _, op := range ops {
-				t.Run(op.name, func(t *testing.T) {
-					start := time.Now()
-					err := op.call(t.Context())
-					took := time.Since(start)
-					t.Logf("%s failed after %v: %v", op.name, took, err)
-					if !errors.Is(err, store.ErrUnavailable) {
-						t.Errorf("%s = %v, want ErrUnavailable", op.name, err)
-					}
-					if took >= failFast {
-						t.Errorf("%s took %v to fail, want < %v", op.name, took, failFast)
-					}
-				})
+			if took >= failFast {
+				t.Errorf("%s took %v to fail, want < %v", op.name, took, failFast)
 			}
 		})
 	}

@@ -2,10 +2,13 @@ package redisstore
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +42,29 @@ const (
 //	pool_size=20                  Options.PoolSize
 //	sentinel_username=…           Options.SentinelUsername (sentinel only)
 //	sentinel_password=…           Options.SentinelPassword (sentinel only)
+//
+// and, for the rediss forms only, the TLS settings (Options.TLS):
+//
+//	tls_ca_file=/etc/corsd/redis-ca.pem
+//	                              a PEM bundle of the CA certificates that
+//	                              the servers' certificates must chain to,
+//	                              instead of the system's roots
+//	tls_server_name=redis.internal
+//	                              the name the servers' certificates must be
+//	                              valid for, and the SNI sent, instead of
+//	                              the host dialled; it applies to every node
+//	                              and sentinel, so they must all share it
+//	tls_cert_file=/etc/corsd/redis-client.pem
+//	tls_key_file=/etc/corsd/redis-client-key.pem
+//	                              a client certificate and its key (PEM),
+//	                              presented to Redis (tls-auth-clients);
+//	                              both or neither
+//
+// Paths are percent-encoded like any query value. ParseURL reads the files
+// once: replacing them takes effect at the next ParseURL (a restart), and a
+// missing, empty or invalid file is an error naming the parameter. Without
+// tls_ca_file the system's roots are trusted and the certificate must be
+// valid for the host dialled; there is no way to skip verification.
 //
 // Unknown parameters are rejected so a misspelt one is not silently
 // ignored. Errors never repeat the URL, which may hold a password.
@@ -82,8 +108,9 @@ func ParseURL(rawURL string) (Options, error) {
 		return Options{}, errors.New("redisstore: Redis URL must not have a #fragment")
 	}
 	if tlsOn {
-		// ServerName is left empty: crypto/tls takes it from each address
-		// dialled, which is right for every node of a cluster or sentinel set.
+		// ServerName is left empty unless tls_server_name sets it:
+		// crypto/tls then takes it from each address dialled, which is right
+		// for every node of a cluster or sentinel set.
 		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	if u.User != nil {
@@ -128,7 +155,7 @@ func ParseURL(rawURL string) (Options, error) {
 		}
 		opts.DB = db
 	}
-	if err := parseQuery(u.RawQuery, kind, &opts); err != nil {
+	if err := parseQuery(u.RawQuery, kind, u.Scheme, &opts); err != nil {
 		return Options{}, err
 	}
 	return opts, nil
@@ -182,11 +209,18 @@ func parseHosts(hosts, defaultPort string) ([]string, error) {
 	return addrs, nil
 }
 
-func parseQuery(rawQuery, kind string, opts *Options) error {
+// tlsParams are the tls_* query parameters, applied after all the others
+// are parsed because tls_cert_file and tls_key_file go together.
+type tlsParams struct {
+	caFile, serverName, certFile, keyFile string
+}
+
+func parseQuery(rawQuery, kind, scheme string, opts *Options) error {
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil {
 		return fmt.Errorf("redisstore: Redis URL query: %w", err)
 	}
+	var tp tlsParams
 	for name, vals := range q {
 		if len(vals) != 1 {
 			return fmt.Errorf("redisstore: Redis URL parameter %s is given %d times", name, len(vals))
@@ -216,6 +250,23 @@ func parseQuery(rawQuery, kind string, opts *Options) error {
 			} else {
 				opts.SentinelPassword = v
 			}
+		case "tls_ca_file", "tls_server_name", "tls_cert_file", "tls_key_file":
+			if opts.TLS == nil {
+				return fmt.Errorf("redisstore: Redis URL parameter %s needs TLS: use rediss:// (or a rediss+ form) instead of %s://", name, scheme)
+			}
+			if v == "" {
+				return fmt.Errorf("redisstore: Redis URL parameter %s is empty", name)
+			}
+			switch name {
+			case "tls_ca_file":
+				tp.caFile = v
+			case "tls_server_name":
+				tp.serverName = v
+			case "tls_cert_file":
+				tp.certFile = v
+			case "tls_key_file":
+				tp.keyFile = v
+			}
 		default:
 			return fmt.Errorf("redisstore: unknown Redis URL parameter %q", name)
 		}
@@ -223,7 +274,68 @@ func parseQuery(rawQuery, kind string, opts *Options) error {
 			return err
 		}
 	}
+	if opts.TLS != nil {
+		return applyTLSParams(tp, opts.TLS)
+	}
 	return nil
+}
+
+// applyTLSParams loads the files tp names into cfg.
+func applyTLSParams(tp tlsParams, cfg *tls.Config) error {
+	cfg.ServerName = tp.serverName
+	if tp.caFile != "" {
+		pool, err := loadCAFile(tp.caFile)
+		if err != nil {
+			return err
+		}
+		cfg.RootCAs = pool
+	}
+	if (tp.certFile == "") != (tp.keyFile == "") {
+		return errors.New("redisstore: Redis URL parameters tls_cert_file and tls_key_file go together: give both or neither")
+	}
+	if tp.certFile != "" {
+		// tls.LoadX509KeyPair's errors name the problem, never the key.
+		cert, err := tls.LoadX509KeyPair(tp.certFile, tp.keyFile)
+		if err != nil {
+			return fmt.Errorf("redisstore: Redis URL parameters tls_cert_file and tls_key_file: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return nil
+}
+
+// loadCAFile reads a PEM bundle of CA certificates. Unlike
+// x509.CertPool.AppendCertsFromPEM it rejects a bundle with any block that
+// is not a valid certificate, so a damaged or wrong file (a private key, a
+// certificate cut short) is reported rather than half-used. Text between
+// blocks, such as the comments of distribution bundles, is ignored.
+func loadCAFile(path string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: Redis URL parameter tls_ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	n := 0
+	for rest := data; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("redisstore: Redis URL parameter tls_ca_file: %s holds a %q PEM block; a CA bundle holds only CERTIFICATE blocks", path, block.Type)
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: Redis URL parameter tls_ca_file: certificate %d in %s: %w", n+1, path, err)
+		}
+		pool.AddCert(cert)
+		n++
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("redisstore: Redis URL parameter tls_ca_file: %s holds no PEM certificate", path)
+	}
+	return pool, nil
 }
 
 func parseDuration(name, v string, dst *time.Duration) error {

@@ -4,9 +4,13 @@
 // Redis is never touched), keeps its files in a test temp dir, persists
 // nothing unless asked, and is killed when the test ends.
 //
-// It needs redis-server and redis-cli (Redis 7) on PATH or in /usr/bin; a
-// test that asks for a server without them fails rather than skips, so a CI
-// machine missing Redis cannot pass by testing nothing.
+// StartTLS starts a single node that speaks only TLS, with a certificate
+// authority, server and client certificates generated for the test.
+//
+// It needs redis-server and redis-cli (Redis 7, built with TLS as Debian's
+// is) on PATH or in /usr/bin; a test that asks for a server without them
+// fails rather than skips, so a CI machine missing Redis cannot pass by
+// testing nothing.
 //
 // The package talks to the servers with a few lines of RESP of its own
 // instead of a Redis client library, so waiting for a server that is still
@@ -15,6 +19,7 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -55,6 +60,12 @@ type Server struct {
 	// args builds the command line for a port; it is kept so Restart can
 	// start the same server again.
 	args func(port int) ([]string, error)
+	// tls is the client configuration for a server that speaks only TLS
+	// (StartTLS), nil for a plaintext one. It is never modified.
+	tls *tls.Config
+	// clientCert and clientKey are the PEM files of tls's client
+	// certificate (StartTLS only).
+	clientCert, clientKey string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -69,7 +80,7 @@ type Server struct {
 func Start(t testing.TB, extraArgs ...string) *Server {
 	t.Helper()
 	dir := t.TempDir()
-	return start(t, dir, func(port int) ([]string, error) {
+	return start(t, dir, nil, func(port int) ([]string, error) {
 		return append(baseArgs(port, dir), extraArgs...), nil
 	})
 }
@@ -94,7 +105,7 @@ func baseArgs(port int, dir string) []string {
 	}
 }
 
-// Addr returns the server's host:port.
+// Addr returns the server's host:port (its TLS port for StartTLS).
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
 
 // Dir returns the server's working directory.
@@ -151,14 +162,15 @@ func (s *Server) signal(sig syscall.Signal) {
 }
 
 // start launches a server on a free port, retrying with another port when
-// the chosen one was taken between probing and binding.
-func start(t testing.TB, dir string, args func(port int) ([]string, error)) *Server {
+// the chosen one was taken between probing and binding. tlsConfig is the
+// client configuration for a server that speaks only TLS, else nil.
+func start(t testing.TB, dir string, tlsConfig *tls.Config, args func(port int) ([]string, error)) *Server {
 	t.Helper()
 	bin, err := findBinary("redis-server")
 	if err != nil {
 		t.Fatalf("redistest: %v", err)
 	}
-	s := &Server{t: t, bin: bin, dir: dir, args: args}
+	s := &Server{t: t, bin: bin, dir: dir, args: args, tls: tlsConfig}
 	t.Cleanup(s.Stop)
 	var lastErr error
 	for range bindAttempts {
@@ -225,7 +237,9 @@ func (s *Server) launch(port int) error {
 			return fmt.Errorf("redis-server on port %d exited during start-up; log:\n%s", port, log)
 		default:
 		}
-		reply, err := Do(addr, "PING")
+		// A TLS server is ready only once it completes handshakes, so the
+		// probe speaks TLS to it.
+		reply, err := DoTLS(addr, s.tls, "PING")
 		if err == nil && reply == "PONG" {
 			return nil
 		}
@@ -295,7 +309,7 @@ func StartCluster(t testing.TB, masters int) []string {
 	addrs := make([]string, masters)
 	for i := range addrs {
 		dir := t.TempDir()
-		s := start(t, dir, func(port int) ([]string, error) {
+		s := start(t, dir, nil, func(port int) ([]string, error) {
 			// The cluster bus gets its own free port instead of the default
 			// port+10000, which may be taken or beyond 65535.
 			bus, err := freePort()
@@ -342,7 +356,7 @@ func StartSentinel(t testing.TB) (sentinelAddrs []string, masterName string) {
 	master := Start(t)
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "sentinel.conf")
-	sentinel := start(t, dir, func(port int) ([]string, error) {
+	sentinel := start(t, dir, nil, func(port int) ([]string, error) {
 		// Sentinel rewrites its configuration file, so it is generated per
 		// attempt in a writable place.
 		cfg := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nlogfile \"\"\n"+
@@ -377,7 +391,21 @@ const ioTimeout = time.Second
 // nil for a null reply, and a RedisError for an error reply. It is meant for
 // test set-up and inspection (DBSIZE, CLIENT KILL, CLUSTER INFO), not speed.
 func Do(addr string, args ...string) (any, error) {
-	conn, err := net.DialTimeout("tcp", addr, ioTimeout)
+	return DoTLS(addr, nil, args...)
+}
+
+// DoTLS is Do over TLS with the client configuration cfg, such as a
+// StartTLS server's TLSConfig; a nil cfg means plaintext, as for Do. The
+// handshake counts towards the dial's time limit.
+func DoTLS(addr string, cfg *tls.Config, args ...string) (any, error) {
+	dialer := &net.Dialer{Timeout: ioTimeout}
+	var conn net.Conn
+	var err error
+	if cfg == nil {
+		conn, err = dialer.Dial("tcp", addr)
+	} else {
+		conn, err = tls.DialWithDialer(dialer, "tcp", addr, cfg)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,10 @@
 package redistest
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -101,4 +104,78 @@ func equal(a any, b []any) bool {
 		}
 	}
 	return true
+}
+
+func TestTLSServerAnswersOnlyOverTLSWithItsCA(t *testing.T) {
+	t.Parallel()
+	srv, caFile := StartTLS(t)
+	pemData, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemData) {
+		t.Fatalf("%s holds no certificate", caFile)
+	}
+	// The CA file alone, without a client certificate, is enough, and the
+	// server certificate is valid for every loopback name.
+	for _, name := range []string{"", "127.0.0.1", "localhost"} {
+		cfg := &tls.Config{RootCAs: pool, ServerName: name, MinVersion: tls.VersionTLS12}
+		if got, err := DoTLS(srv.Addr(), cfg, "SET", "k", "v"); err != nil || got != "OK" {
+			t.Errorf("SET over TLS with server name %q = %v, %v", name, got, err)
+		}
+	}
+	if got, err := DoTLS(srv.Addr(), srv.TLSConfig(), "GET", "k"); err != nil || got != "v" {
+		t.Errorf("GET with TLSConfig = %v, %v", got, err)
+	}
+	if _, err := Do(srv.Addr(), "PING"); err == nil {
+		t.Error("plaintext PING to the TLS port answered")
+	}
+	// System roots do not know the generated CA.
+	var unknown x509.UnknownAuthorityError
+	if _, err := DoTLS(srv.Addr(), &tls.Config{MinVersion: tls.VersionTLS12}, "PING"); !errors.As(err, &unknown) {
+		t.Errorf("PING trusting the system roots = %v, want an unknown authority error", err)
+	}
+	if got, err := DoTLS(srv.Addr(), srv.TLSConfig(), "CONFIG", "GET", "port"); err != nil || !equal(got, []any{"port", "0"}) {
+		t.Errorf("CONFIG GET port = %v, %v; want the plaintext port off", got, err)
+	}
+}
+
+func TestTLSServerCanRequireTheClientCertificate(t *testing.T) {
+	t.Parallel()
+	srv, caFile := StartTLS(t, "--tls-auth-clients", "yes")
+	certFile, keyFile := srv.ClientCert()
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatalf("ClientCert files: %v", err)
+	}
+	pemData, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pemData)
+	withCert := &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if got, err := DoTLS(srv.Addr(), withCert, "PING"); err != nil || got != "PONG" {
+		t.Errorf("PING with the client certificate = %v, %v", got, err)
+	}
+	if got, err := DoTLS(srv.Addr(), &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, "PING"); err == nil {
+		t.Errorf("PING without a client certificate = %v, want an error", got)
+	}
+	// Restart's readiness check presents the certificate too.
+	srv.Restart()
+	if got, err := DoTLS(srv.Addr(), srv.TLSConfig(), "PING"); err != nil || got != "PONG" {
+		t.Errorf("PING after Restart = %v, %v", got, err)
+	}
+}
+
+func TestPlaintextServerHasNoTLSConfig(t *testing.T) {
+	t.Parallel()
+	srv := Start(t)
+	if cfg := srv.TLSConfig(); cfg != nil {
+		t.Errorf("TLSConfig of a plaintext server = %v, want nil", cfg)
+	}
+	if c, k := srv.ClientCert(); c != "" || k != "" {
+		t.Errorf("ClientCert of a plaintext server = %q, %q; want none", c, k)
+	}
 }
