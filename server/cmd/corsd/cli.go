@@ -412,7 +412,7 @@ func printFindings(out io.Writer, fs []*corsdv1.Finding) {
 	for _, f := range fs {
 		where := "configuration"
 		if f.GetRuleIndex() >= 0 {
-			where = fmt.Sprintf("rule %d", f.GetRuleIndex())
+			where = fmt.Sprintf("rule %d", f.GetRuleIndex()+1) // counted from 1, as the messages do
 			if f.GetRuleId() != "" {
 				where += " (" + f.GetRuleId() + ")"
 			}

@@ -139,3 +139,50 @@ func TestCLIWhatIf(t *testing.T) {
 		t.Fatalf("what-if changed the stored configuration: %s", stored)
 	}
 }
+
+// corsd analyze checks a document offline and exits by the highest
+// severity, for CI pipelines.
+func TestCLIAnalyzeExitsBySeverity(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name, doc string
+		code      int
+		stdout    string
+	}{
+		{"clean", `{"CORSRules":[{"AllowedOrigins":["https://app.example"],"AllowedMethods":["GET"]}]}`, 0, "no findings in 1 rules"},
+		{"low only", `<CORSConfiguration><CORSRule><AllowedOrigin>https://app.example</AllowedOrigin><AllowedMethod>GET</AllowedMethod><MaxAgeSeconds>90000</MaxAgeSeconds></CORSRule></CORSConfiguration>`, 0, "MAX_AGE_ABOVE_BROWSER_CAP rule 1"},
+		{"medium", `[{"AllowedOrigins":["http://app.example"],"AllowedMethods":["GET"]}]`, 1, "CLEARTEXT_ORIGIN"},
+		{"high", `{"CORSRules":[{"AllowedOrigins":["*"],"AllowedMethods":["PUT"]}]}`, 2, "PUBLIC_WRITE"},
+		{"invalid document", `{"CORSRules":[{"AllowedOrigins":["*"],"AllowedMethods":["PATCH"]}]}`, 3, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-"))
+			if err := os.WriteFile(path, []byte(tc.doc), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			code, out, errs := runBinary(t, "", "analyze", path)
+			if code != tc.code || !strings.Contains(out, tc.stdout) {
+				t.Fatalf("exit %d (want %d)\nstdout: %s\nstderr: %s", code, tc.code, out, errs)
+			}
+			if tc.code == 3 && !strings.Contains(errs, "InvalidRequest") {
+				t.Fatalf("stderr lacks the S3 error: %s", errs)
+			}
+		})
+	}
+	code, out, _ := runBinary(t, `[{"AllowedOrigins":["null"],"AllowedMethods":["GET"]}]`, "analyze", "--output", "json", "-")
+	if code != 2 || !strings.Contains(out, `"code": "NULL_ORIGIN"`) || !strings.Contains(out, `"severity": "SEVERITY_HIGH"`) {
+		t.Fatalf("json: exit %d\n%s", code, out)
+	}
+}
+
+// Put and Validate return the analyzer's findings; a finding never blocks
+// the write.
+func TestFindingsComeBackFromPutAndValidate(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	ep := "--endpoint=" + s.GRPCAddr
+	code, out, errs := runBinary(t, "", "put-bucket-cors", ep, "--bucket", "open", "--cors-configuration", `[{"AllowedOrigins":["*"],"AllowedMethods":["PUT"]}]`)
+	if code != 0 || !strings.Contains(out, "stored open") || !strings.Contains(out, "high   PUBLIC_WRITE rule 1") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+}

@@ -40,6 +40,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return serve(args[1:], getenv, stderr)
 	case "gateway":
 		return gatewayCmd(args[1:], getenv, stderr)
+	case "analyze":
+		return analyzeCmd(args[1:], stdout, stderr)
 	case "bench":
 		return benchCmd(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
@@ -69,6 +71,9 @@ Administration (talks to a running corsd; --endpoint, default 127.0.0.1:8081):
   corsd list [--prefix P]
   corsd eval --bucket B --origin O [--method OPTIONS] [--request-method M] [--request-headers H] [--explain]
   corsd what-if --bucket B --cors-configuration file://new.json --requests samples.jsonl
+
+Offline:
+  corsd analyze FILE     findings on a configuration; exit 0/1/2 by highest severity (3: invalid)
 
   corsd help             show this help
 `)

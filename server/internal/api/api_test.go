@@ -45,6 +45,9 @@ func TestEnumsAgreeWithProto(t *testing.T) {
 		s3cors.MismatchHeader: "MISMATCH_HEADER", s3cors.MismatchNone: "MISMATCH_NONE"} {
 		check("mismatch", int32(v), n, corsdv1.Mismatch_name)
 	}
+	for v, n := range map[s3cors.Severity]string{s3cors.SeverityLow: "SEVERITY_LOW", s3cors.SeverityMedium: "SEVERITY_MEDIUM", s3cors.SeverityHigh: "SEVERITY_HIGH"} {
+		check("severity", int32(v), n, corsdv1.Severity_name)
+	}
 	if len(corsdv1.Reason_name) != 8 || len(corsdv1.Mismatch_name) != 5 || len(corsdv1.Verdict_name) != 4 || len(corsdv1.RequestKind_name) != 4 {
 		t.Error("the proto gained enum values the engine does not know")
 	}

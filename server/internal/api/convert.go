@@ -75,3 +75,12 @@ func toProtoResponse(res *s3cors.Result, etag, decisionID string) *corsdv1.Evalu
 	}
 	return resp
 }
+
+func toProtoFindings(fs []s3cors.Finding) []*corsdv1.Finding {
+	out := make([]*corsdv1.Finding, len(fs))
+	for i, f := range fs {
+		out[i] = &corsdv1.Finding{Code: f.Code, Severity: corsdv1.Severity(f.Severity), RuleIndex: int32(f.RuleIndex),
+			RuleId: f.RuleID, Message: f.Message, Fix: f.Fix}
+	}
+	return out
+}

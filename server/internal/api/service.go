@@ -265,7 +265,8 @@ func (s *Service) PutBucketCors(ctx context.Context, req *corsdv1.PutBucketCorsR
 		return nil, err
 	}
 	s.cache.Set(&cache.Entry{Bucket: rec.Bucket, RuleSet: rs, ETag: rec.ETag, Updated: rec.Updated})
-	return &corsdv1.PutBucketCorsResponse{Etag: rec.ETag}, nil
+	// Findings inform; they never block the write (S3 would accept it).
+	return &corsdv1.PutBucketCorsResponse{Etag: rec.ETag, Findings: toProtoFindings(s3cors.Analyze(cfg))}, nil
 }
 
 // GetBucketCors returns the stored configuration, read from the store (not
@@ -357,7 +358,8 @@ func (s *Service) ValidateBucketCors(ctx context.Context, req *corsdv1.ValidateB
 	if err != nil {
 		return nil, err
 	}
-	return &corsdv1.ValidateBucketCorsResponse{Configuration: toProtoConfig(cfg), Xml: string(s3cors.EncodeXML(cfg))}, nil
+	return &corsdv1.ValidateBucketCorsResponse{Configuration: toProtoConfig(cfg), Xml: string(s3cors.EncodeXML(cfg)),
+		Findings: toProtoFindings(s3cors.Analyze(cfg))}, nil
 }
 
 // WhatIfBucketCors answers sample requests under the bucket's current
