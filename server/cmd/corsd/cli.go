@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -30,19 +32,67 @@ type cliCommon struct {
 	endpoint string
 	timeout  time.Duration
 	output   string
+	// TLS to a corsd started with --tls-cert-file (and, for mTLS, a client
+	// certificate it accepts).
+	tlsCAFile, tlsCertFile, tlsKeyFile string
+	tls                                bool
 }
 
 func (c *cliCommon) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.endpoint, "endpoint", "127.0.0.1:8081", "corsd to talk to: host:port or unix:///path for gRPC, or an http:// URL of its HTTP listener for Connect")
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "deadline of the call")
 	fs.StringVar(&c.output, "output", "text", "output format: text or json")
+	fs.BoolVar(&c.tls, "tls", false, "connect with TLS (implied by the other --tls-* flags and by an https:// endpoint)")
+	fs.StringVar(&c.tlsCAFile, "tls-ca-file", "", "PEM bundle of CAs to trust for corsd's certificate (default: the system pool)")
+	fs.StringVar(&c.tlsCertFile, "tls-cert-file", "", "PEM client certificate, for a corsd that requires mTLS")
+	fs.StringVar(&c.tlsKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
+}
+
+// tlsConfig builds the client TLS configuration, or nil for plaintext.
+func (c *cliCommon) tlsConfig() (*tls.Config, error) {
+	if !c.tls && c.tlsCAFile == "" && c.tlsCertFile == "" && !strings.HasPrefix(c.endpoint, "https://") {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.tlsCAFile != "" {
+		pem, err := os.ReadFile(c.tlsCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca-file: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-ca-file %s holds no PEM certificate", c.tlsCAFile)
+		}
+	}
+	if (c.tlsCertFile == "") != (c.tlsKeyFile == "") {
+		return nil, errors.New("--tls-cert-file and --tls-key-file go together")
+	}
+	if c.tlsCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.tlsCertFile, c.tlsKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert-file/--tls-key-file: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }
 
 func (c *cliCommon) client() (*client.Client, error) {
+	tlsCfg, err := c.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
 	opts := []client.Option{client.WithTimeout(c.timeout), client.WithAdminTimeout(c.timeout)}
 	target := c.endpoint
-	if strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://") {
-		opts = append(opts, client.WithConnect(http.DefaultClient, target))
+	switch {
+	case strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://"):
+		if tlsCfg != nil {
+			target = "https://" + strings.TrimPrefix(strings.TrimPrefix(target, "http://"), "https://")
+		}
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, ForceAttemptHTTP2: true}}
+		opts = append(opts, client.WithConnect(hc, target))
+	case tlsCfg != nil:
+		opts = append(opts, client.WithTLS(tlsCfg))
 	}
 	return client.New(target, opts...)
 }

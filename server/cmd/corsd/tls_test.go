@@ -28,9 +28,10 @@ import (
 // testPKI is a CA with a server certificate for 127.0.0.1 and a client
 // certificate, written as PEM files.
 type testPKI struct {
-	caFile, certFile, keyFile string
-	pool                      *x509.CertPool
-	client                    tls.Certificate
+	caFile, certFile, keyFile     string
+	clientCertFile, clientKeyFile string
+	pool                          *x509.CertPool
+	client                        tls.Certificate
 }
 
 func newTestPKI(t *testing.T) *testPKI {
@@ -70,6 +71,8 @@ func newTestPKI(t *testing.T) *testPKI {
 		keyFile: write("server-key.pem", "EC PRIVATE KEY", srvKeyDER), pool: x509.NewCertPool()}
 	p.pool.AddCert(ca)
 	p.client = tls.Certificate{Certificate: [][]byte{cliDER}, PrivateKey: cliKey}
+	cliKeyDER, _ := x509.MarshalECPrivateKey(cliKey)
+	p.clientCertFile, p.clientKeyFile = write("client.pem", "CERTIFICATE", cliDER), write("client-key.pem", "EC PRIVATE KEY", cliKeyDER)
 	return p
 }
 
@@ -129,6 +132,19 @@ func TestTLSAndMTLSOnBothListeners(t *testing.T) {
 			// Go's TLS server answers a plaintext request with a bare 400.
 			if code, _ := httpGet(t, httpClient(), "http://"+s.HTTPAddr+"/healthz"); code == 200 {
 				t.Fatal("plaintext HTTP was served by the TLS listener")
+			}
+			// The CLI speaks TLS too, over gRPC and over the Connect URL.
+			cli := []string{"--tls-ca-file", pki.caFile}
+			if mtls {
+				cli = append(cli, "--tls-cert-file", pki.clientCertFile, "--tls-key-file", pki.clientKeyFile)
+			}
+			for _, ep := range []string{s.GRPCAddr, "https://" + s.HTTPAddr} {
+				if code, out, errs := runBinary(t, "", append([]string{"list", "--endpoint", ep}, cli...)...); code != 0 {
+					t.Fatalf("corsd list --endpoint %s over TLS: exit %d\n%s%s", ep, code, out, errs)
+				}
+			}
+			if code, _, _ := runBinary(t, "", "list", "--endpoint", s.GRPCAddr, "--timeout", "1s"); code == 0 {
+				t.Fatal("the CLI without TLS was served by the TLS listener")
 			}
 			errNoCert := grpcCall(credentials.NewTLS(pki.clientTLS(false)))
 			if mtls && errNoCert == nil {
