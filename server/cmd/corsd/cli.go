@@ -18,6 +18,10 @@ import (
 
 	"connectrpc.com/connect"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -36,12 +40,15 @@ type cliCommon struct {
 	// certificate it accepts).
 	tlsCAFile, tlsCertFile, tlsKeyFile string
 	tls                                bool
+	// token is a bearer token from corsd's --auth-file.
+	token string
 }
 
 func (c *cliCommon) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.endpoint, "endpoint", "127.0.0.1:8081", "corsd to talk to: host:port or unix:///path for gRPC, or an http:// URL of its HTTP listener for Connect")
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "deadline of the call")
 	fs.StringVar(&c.output, "output", "text", "output format: text or json")
+	fs.StringVar(&c.token, "token", "", "bearer token for a corsd started with --auth-file (prefer CORSD_TOKEN: flags show up in ps)")
 	fs.BoolVar(&c.tls, "tls", false, "connect with TLS (implied by the other --tls-* flags and by an https:// endpoint)")
 	fs.StringVar(&c.tlsCAFile, "tls-ca-file", "", "PEM bundle of CAs to trust for corsd's certificate (default: the system pool)")
 	fs.StringVar(&c.tlsCertFile, "tls-cert-file", "", "PEM client certificate, for a corsd that requires mTLS")
@@ -90,9 +97,29 @@ func (c *cliCommon) client() (*client.Client, error) {
 			target = "https://" + strings.TrimPrefix(strings.TrimPrefix(target, "http://"), "https://")
 		}
 		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, ForceAttemptHTTP2: true}}
-		opts = append(opts, client.WithConnect(hc, target))
-	case tlsCfg != nil:
-		opts = append(opts, client.WithTLS(tlsCfg))
+		var copts []connect.ClientOption
+		if c.token != "" {
+			copts = append(copts, connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+				return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+					req.Header().Set("Authorization", "Bearer "+c.token)
+					return next(ctx, req)
+				}
+			})))
+		}
+		opts = append(opts, client.WithConnect(hc, target, copts...))
+	default:
+		creds := insecure.NewCredentials()
+		if tlsCfg != nil {
+			creds = credentials.NewTLS(tlsCfg)
+		}
+		dial := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+		if c.token != "" {
+			dial = append(dial, grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any,
+				cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
+				return invoker(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.token), method, req, reply, cc, callOpts...)
+			}))
+		}
+		opts = append(opts, client.WithGRPCDialOptions(dial...))
 	}
 	return client.New(target, opts...)
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,6 +146,26 @@ func TestTLSAndMTLSOnBothListeners(t *testing.T) {
 			}
 			if code, _, _ := runBinary(t, "", "list", "--endpoint", s.GRPCAddr, "--timeout", "1s"); code == 0 {
 				t.Fatal("the CLI without TLS was served by the TLS listener")
+			}
+			if mtls {
+				// The client certificate's identity (its CN here) is a principal
+				// of the auth file: admin calls need no token.
+				authFile := filepath.Join(t.TempDir(), "auth.yaml")
+				if err := os.WriteFile(authFile, []byte("principals:\n  - name: gateway\n    role: tenant\n    mtls_identity: gateway-1\n    buckets: [\"gw-*\"]\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				s2 := startServer(t, t.TempDir(), append(args, "--auth-file", authFile)...)
+				for _, ep := range []string{s2.GRPCAddr, "https://" + s2.HTTPAddr} {
+					base := append([]string{"--endpoint", ep}, cli...)
+					if code, out, errs := runBinary(t, "", append([]string{"put-bucket-cors", "--bucket", "gw-assets", "--cors-configuration",
+						`[{"AllowedOrigins":["*"],"AllowedMethods":["GET"]}]`}, base...)...); code != 0 {
+						t.Fatalf("mTLS principal on its bucket via %s: exit %d\n%s%s", ep, code, out, errs)
+					}
+					if code, _, errs := runBinary(t, "", append([]string{"put-bucket-cors", "--bucket", "other", "--cors-configuration",
+						`[{"AllowedOrigins":["*"],"AllowedMethods":["GET"]}]`}, base...)...); code != 1 || !strings.Contains(errs, "AccessDenied") {
+						t.Fatalf("mTLS principal outside its buckets via %s: exit %d: %s", ep, code, errs)
+					}
+				}
 			}
 			errNoCert := grpcCall(credentials.NewTLS(pki.clientTLS(false)))
 			if mtls && errNoCert == nil {

@@ -76,6 +76,10 @@ func classify(err error) (codes.Code, string, string) {
 		return codes.InvalidArgument, bne.Message, bne.Code
 	case errors.As(err, &rqe):
 		return codes.InvalidArgument, rqe.msg, rqe.reason
+	case errors.Is(err, errUnauthenticated):
+		return codes.Unauthenticated, errUnauthenticated.Error(), "Unauthenticated"
+	case errors.Is(err, errForbidden):
+		return codes.PermissionDenied, errForbidden.Error(), "AccessDenied"
 	case errors.Is(err, store.ErrNotFound):
 		return codes.NotFound, s3cors.MsgNoSuchCORSConfiguration, s3cors.CodeNoSuchCORSConfiguration
 	case errors.Is(err, store.ErrPreconditionFailed):

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -56,7 +57,10 @@ type Options struct {
 	Limits Limits
 	// HostID fills the HostId element of S3 error bodies; random when empty.
 	HostID string
-	Logger *slog.Logger
+	// AuthRequired: ConfigService calls carry a principal (put there by
+	// Guard) and may touch only the buckets it owns.
+	AuthRequired bool
+	Logger       *slog.Logger
 }
 
 // Service implements DecisionService and ConfigService for grpc-go and
@@ -253,6 +257,9 @@ func (s *Service) PutBucketCors(ctx context.Context, req *corsdv1.PutBucketCorsR
 	if err := bucketname.Validate(req.GetBucket()); err != nil {
 		return nil, err
 	}
+	if err := s.authorize(ctx, req.GetBucket()); err != nil {
+		return nil, err
+	}
 	cfg, err := putDocument(req)
 	if err != nil {
 		return nil, err
@@ -260,10 +267,12 @@ func (s *Service) PutBucketCors(ctx context.Context, req *corsdv1.PutBucketCorsR
 	// Compiling before storing means only documents the engine can serve
 	// are ever written.
 	rs := s3cors.Compile(cfg, s.opts.Engine)
+	old := s.currentETag(ctx, req.GetBucket())
 	rec, err := s.store.Put(ctx, req.GetBucket(), s3cors.EncodeXML(cfg), req.GetIfMatch())
 	if err != nil {
 		return nil, err
 	}
+	s.audit(ctx, "put", req.GetBucket(), old, rec.ETag)
 	s.cache.Set(&cache.Entry{Bucket: rec.Bucket, RuleSet: rs, ETag: rec.ETag, Updated: rec.Updated})
 	// Findings inform; they never block the write (S3 would accept it).
 	return &corsdv1.PutBucketCorsResponse{Etag: rec.ETag, Findings: toProtoFindings(s3cors.Analyze(cfg))}, nil
@@ -273,6 +282,9 @@ func (s *Service) PutBucketCors(ctx context.Context, req *corsdv1.PutBucketCorsR
 // the cache) so an administrator always sees what is stored.
 func (s *Service) GetBucketCors(ctx context.Context, req *corsdv1.GetBucketCorsRequest) (*corsdv1.GetBucketCorsResponse, error) {
 	if err := bucketname.Validate(req.GetBucket()); err != nil {
+		return nil, err
+	}
+	if err := s.authorize(ctx, req.GetBucket()); err != nil {
 		return nil, err
 	}
 	rec, err := s.store.Get(ctx, req.GetBucket())
@@ -292,8 +304,15 @@ func (s *Service) DeleteBucketCors(ctx context.Context, req *corsdv1.DeleteBucke
 	if err := bucketname.Validate(req.GetBucket()); err != nil {
 		return nil, err
 	}
+	if err := s.authorize(ctx, req.GetBucket()); err != nil {
+		return nil, err
+	}
+	old := s.currentETag(ctx, req.GetBucket())
 	if err := s.store.Delete(ctx, req.GetBucket(), req.GetIfMatch()); err != nil {
 		return nil, err
+	}
+	if old != "" {
+		s.audit(ctx, "delete", req.GetBucket(), old, "")
 	}
 	s.cache.Set(&cache.Entry{Bucket: req.GetBucket()})
 	return &corsdv1.DeleteBucketCorsResponse{}, nil
@@ -322,8 +341,11 @@ func (s *Service) ListBucketCors(ctx context.Context, req *corsdv1.ListBucketCor
 	if err != nil {
 		return nil, err
 	}
-	out := &corsdv1.ListBucketCorsResponse{Buckets: make([]*corsdv1.BucketCorsSummary, len(recs))}
-	for i, rec := range recs {
+	out := &corsdv1.ListBucketCorsResponse{Buckets: make([]*corsdv1.BucketCorsSummary, 0, len(recs))}
+	for _, rec := range recs {
+		if s.authorize(ctx, rec.Bucket) != nil {
+			continue // a tenant lists only the buckets it owns
+		}
 		sum := &corsdv1.BucketCorsSummary{Bucket: rec.Bucket, Etag: rec.ETag, UpdateTime: timestamppb.New(rec.Updated)}
 		if cfg, err := s3cors.DecodeXML(rec.Document); err == nil {
 			sum.RuleCount = int32(len(cfg.Rules))
@@ -331,7 +353,7 @@ func (s *Service) ListBucketCors(ctx context.Context, req *corsdv1.ListBucketCor
 			s.log.LogAttrs(ctx, slog.LevelWarn, "stored configuration does not decode",
 				slog.String("bucket", rec.Bucket), slog.Any("error", err))
 		}
-		out.Buckets[i] = sum
+		out.Buckets = append(out.Buckets, sum)
 	}
 	if next != "" {
 		out.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(next))
@@ -367,6 +389,9 @@ func (s *Service) ValidateBucketCors(ctx context.Context, req *corsdv1.ValidateB
 // answers that differ.
 func (s *Service) WhatIfBucketCors(ctx context.Context, req *corsdv1.WhatIfBucketCorsRequest) (*corsdv1.WhatIfBucketCorsResponse, error) {
 	if err := bucketname.Validate(req.GetBucket()); err != nil {
+		return nil, err
+	}
+	if err := s.authorize(ctx, req.GetBucket()); err != nil {
 		return nil, err
 	}
 	if n := len(req.GetRequests()); n > s.opts.Limits.MaxBatch {
@@ -435,4 +460,22 @@ func changeSummary(b, a *corsdv1.EvaluateResponse) string {
 		summary += "; headers differ"
 	}
 	return summary
+}
+
+// currentETag is the bucket's etag before a write, for the audit record
+// ("" when it has no configuration or the store cannot say).
+func (s *Service) currentETag(ctx context.Context, bucket string) string {
+	rec, err := s.store.Get(ctx, bucket)
+	if err != nil {
+		return ""
+	}
+	return rec.ETag
+}
+
+// audit records a configuration change: who, which bucket, the etag before
+// and after. It goes to the service log at info level, with msg "audit".
+func (s *Service) audit(ctx context.Context, op, bucket, oldETag, newETag string) {
+	s.log.LogAttrs(ctx, slog.LevelInfo, "audit", slog.String("op", op), slog.String("principal", principalName(ctx)),
+		slog.String("bucket", bucket), slog.String("old_etag", oldETag), slog.String("new_etag", newETag),
+		slog.Time("at", time.Now().UTC()))
 }

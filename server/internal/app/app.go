@@ -35,6 +35,7 @@ import (
 	corsdv1 "github.com/corsd/corsd/gen/corsd/v1"
 	"github.com/corsd/corsd/gen/corsd/v1/corsdv1connect"
 	"github.com/corsd/corsd/server/internal/api"
+	"github.com/corsd/corsd/server/internal/auth"
 	"github.com/corsd/corsd/server/internal/cache"
 	"github.com/corsd/corsd/server/internal/extauthz"
 	"github.com/corsd/corsd/server/internal/s3cors"
@@ -68,6 +69,13 @@ type Config struct {
 	TLSCertFile, TLSKeyFile, TLSClientCAFile string
 	TLSReloadInterval                        time.Duration
 
+	// AuthFile lists the principals allowed to use ConfigService (bearer
+	// token hashes or mTLS identities, admin or tenant roles); re-read when
+	// it changes. Empty: no authentication, loopback listeners only.
+	AuthFile            string
+	AuthReloadInterval  time.Duration
+	RequireDecisionAuth bool // DecisionService also needs credentials
+
 	// InsecureAdmin allows listeners on non-loopback addresses although
 	// ConfigService has no authentication yet: anyone who reaches them may
 	// change any bucket's configuration.
@@ -99,25 +107,26 @@ type Config struct {
 // DefaultConfig returns the defaults `corsd serve` documents.
 func DefaultConfig() Config {
 	return Config{
-		GRPCAddr:          "127.0.0.1:8081",
-		HTTPAddr:          "127.0.0.1:8080",
-		DataDir:           "corsd-data",
-		RedisTimeout:      600 * time.Millisecond,
-		ReconcileInterval: 30 * time.Second,
-		Reflection:        true,
-		CacheMaxEntries:   100_000,
-		RescanInterval:    30 * time.Second,
-		MaxMessageBytes:   4 << 20,
-		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxConnectionAge:  10 * time.Minute,
-		ShutdownTimeout:   15 * time.Second,
-		CallTimeout:       30 * time.Second,
-		TLSReloadInterval: tlsconfig.DefaultReloadInterval,
-		DebugAddr:         "127.0.0.1:6060",
-		HealthInterval:    2 * time.Second,
-		DecisionLogBuffer: 4096,
-		DecisionLogPath:   "-",
+		GRPCAddr:           "127.0.0.1:8081",
+		HTTPAddr:           "127.0.0.1:8080",
+		DataDir:            "corsd-data",
+		RedisTimeout:       600 * time.Millisecond,
+		ReconcileInterval:  30 * time.Second,
+		Reflection:         true,
+		CacheMaxEntries:    100_000,
+		RescanInterval:     30 * time.Second,
+		MaxMessageBytes:    4 << 20,
+		ReadHeaderTimeout:  5 * time.Second,
+		IdleTimeout:        2 * time.Minute,
+		MaxConnectionAge:   10 * time.Minute,
+		ShutdownTimeout:    15 * time.Second,
+		CallTimeout:        30 * time.Second,
+		TLSReloadInterval:  tlsconfig.DefaultReloadInterval,
+		AuthReloadInterval: 5 * time.Second,
+		DebugAddr:          "127.0.0.1:6060",
+		HealthInterval:     2 * time.Second,
+		DecisionLogBuffer:  4096,
+		DecisionLogPath:    "-",
 	}
 }
 
@@ -164,11 +173,17 @@ func (c *Config) Validate() error {
 	if c.EnvoyVirtualHostSuffix != "" && !c.EnvoyExtAuthz {
 		return errors.New("--envoy-virtual-host-suffix is only used with --envoy-ext-authz")
 	}
-	if !c.InsecureAdmin {
+	if c.RequireDecisionAuth && c.AuthFile == "" {
+		return errors.New("--require-decision-auth needs --auth-file")
+	}
+	if c.AuthReloadInterval <= 0 {
+		return fmt.Errorf("--auth-reload-interval must be positive, got %s", c.AuthReloadInterval)
+	}
+	if !c.InsecureAdmin && c.AuthFile == "" {
 		for flagName, addr := range map[string]string{"--grpc-addr": c.GRPCAddr, "--http-addr": c.HTTPAddr} {
 			if !isLocalAddr(addr) {
 				return fmt.Errorf("%s %s is reachable from other machines, and ConfigService (which changes bucket configurations) "+
-					"has no authentication: bind it to loopback or a unix:// socket, or pass --insecure-admin to accept that risk "+
+					"is unauthenticated without --auth-file: give one, bind to loopback or a unix:// socket, or pass --insecure-admin to accept that risk "+
 					"(for example on a private network behind a gateway)", flagName, addr)
 			}
 		}
@@ -204,6 +219,8 @@ type App struct {
 	dlogFile *os.File
 	health   *healthState
 	tls      *tlsconfig.Reloader // nil: plaintext listeners
+	auth     *auth.Authenticator // nil: no authentication
+	guard    *api.Guard
 }
 
 // serviceNames are reported by both health services, with "" for the
@@ -222,6 +239,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 			ClientCAFile: cfg.TLSClientCAFile, ReloadInterval: cfg.TLSReloadInterval, Logger: log}); err != nil {
 			return nil, err // it names the file
 		}
+	}
+	if cfg.AuthFile != "" {
+		if a.auth, err = auth.Load(auth.Options{Path: cfg.AuthFile, ReloadInterval: cfg.AuthReloadInterval, Logger: log}); err != nil {
+			return nil, fmt.Errorf("--auth-file: %w", err)
+		}
+		a.guard = &api.Guard{Auth: a.auth, Decisions: cfg.RequireDecisionAuth, Log: log}
 	}
 	defer func() {
 		if err != nil {
@@ -243,7 +266,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	if hostID == "" {
 		hostID = defaultHostID()
 	}
-	a.svc = api.New(a.store, a.cache, api.Options{Engine: engine, Logger: log, HostID: hostID})
+	a.svc = api.New(a.store, a.cache, api.Options{Engine: engine, Logger: log, HostID: hostID, AuthRequired: a.auth != nil})
 	if err := a.openDecisionLog(); err != nil {
 		return nil, err
 	}
@@ -366,7 +389,7 @@ func (a *App) buildGRPC() {
 			grpc.ConnectionTimeout(a.cfg.ReadHeaderTimeout)) // bounds the handshake
 	}
 	a.grpcSrv = grpc.NewServer(append(creds,
-		grpc.ChainUnaryInterceptor(callTimeoutGRPC(a.cfg.CallTimeout), a.observer.GRPCInterceptor()),
+		grpc.ChainUnaryInterceptor(a.grpcInterceptors()...),
 		grpc.MaxHeaderListSize(64<<10),
 		grpc.MaxRecvMsgSize(a.cfg.MaxMessageBytes),
 		// A worker pool serves streams on warm goroutines instead of a new
@@ -394,7 +417,7 @@ func (a *App) buildGRPC() {
 
 func (a *App) buildHTTP() {
 	opts := connect.WithHandlerOptions(
-		connect.WithInterceptors(callTimeoutConnect(a.cfg.CallTimeout), a.observer.ConnectInterceptor()),
+		connect.WithInterceptors(a.connectInterceptors()...),
 		connect.WithReadMaxBytes(a.cfg.MaxMessageBytes),
 	)
 	mux := http.NewServeMux()
@@ -424,8 +447,19 @@ func (a *App) buildHTTP() {
 	} else {
 		protocols.SetUnencryptedHTTP2(true) // gRPC and Connect over h2c
 	}
+	var handler http.Handler = mux
+	if a.tls != nil {
+		// Connect interceptors cannot see the TLS state: hand them the
+		// verified client identity through the context.
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if id := tlsconfig.PeerIdentity(r.TLS); id != "" {
+				r = r.WithContext(api.WithPeerIdentity(r.Context(), id))
+			}
+			mux.ServeHTTP(w, r)
+		})
+	}
 	a.httpSrv = &http.Server{
-		Handler:           mux,
+		Handler:           handler,
 		Protocols:         &protocols,
 		ReadHeaderTimeout: a.cfg.ReadHeaderTimeout,
 		IdleTimeout:       a.cfg.IdleTimeout,
@@ -485,6 +519,9 @@ func (a *App) Run(ctx context.Context) error {
 	wg.Go(func() { a.watchHealth(bg) })
 	if a.tls != nil {
 		wg.Go(func() { a.tls.Run(bg) })
+	}
+	if a.auth != nil {
+		wg.Go(func() { a.auth.Run(bg) })
 	}
 	if v, ok := a.rawStore.(store.Versioner); ok {
 		wg.Go(func() { a.reconcile(bg, v) })
@@ -580,6 +617,25 @@ func (a *App) watchChanges(ctx context.Context) {
 		}
 		a.cache.Invalidate(ch.Bucket)
 	}
+}
+
+// grpcInterceptors: the call deadline, then the observer (panics, metrics,
+// error rendering), then authentication, so refusals are counted and
+// rendered like any other error.
+func (a *App) grpcInterceptors() []grpc.UnaryServerInterceptor {
+	is := []grpc.UnaryServerInterceptor{callTimeoutGRPC(a.cfg.CallTimeout), a.observer.GRPCInterceptor()}
+	if a.guard != nil {
+		is = append(is, a.guard.GRPCInterceptor())
+	}
+	return is
+}
+
+func (a *App) connectInterceptors() []connect.Interceptor {
+	is := []connect.Interceptor{callTimeoutConnect(a.cfg.CallTimeout), a.observer.ConnectInterceptor()}
+	if a.guard != nil {
+		is = append(is, a.guard.ConnectInterceptor())
+	}
+	return is
 }
 
 // callTimeoutGRPC bounds every call server-side: a client that sends no

@@ -56,6 +56,15 @@ func TestConfigValidateNamesTheSetting(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("--insecure-admin refused: %v", err)
 	}
+	c.InsecureAdmin, c.AuthFile = false, "auth.yaml"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("a non-loopback listener with --auth-file refused: %v", err)
+	}
+	c = DefaultConfig()
+	c.RequireDecisionAuth = true
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--auth-file") {
+		t.Fatalf("--require-decision-auth without --auth-file: %v", err)
+	}
 }
 
 // Every call gets a server-side deadline, however long the client's.
