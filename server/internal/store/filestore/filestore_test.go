@@ -1,7 +1,6 @@
 package filestore
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -143,40 +141,6 @@ func TestPutThenGetReturnsTheSameRecord(t *testing.T) {
 	}
 }
 
-func TestPutReturnsRecordIndependentOfCallerBuffer(t *testing.T) {
-	s, _ := openStore(t, "")
-	buf := doc("a")
-	rec := mustPut(t, s, "bucket", buf, "")
-	buf[0] = 'X'
-	if rec.Document[0] != '<' {
-		t.Fatalf("record shares the caller's buffer")
-	}
-}
-
-func TestGetMissingBucketIsNotFound(t *testing.T) {
-	s, _ := openStore(t, "")
-	_, err := s.Get(t.Context(), "nothing-here")
-	if !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("Get = %v, want ErrNotFound", err)
-	}
-	if !strings.Contains(err.Error(), "nothing-here") {
-		t.Errorf("error %q does not name the bucket", err)
-	}
-}
-
-func TestETagChangesWithContent(t *testing.T) {
-	s, _ := openStore(t, "")
-	a := mustPut(t, s, "bucket", doc("a"), "")
-	b := mustPut(t, s, "bucket", doc("b"), "")
-	a2 := mustPut(t, s, "bucket", doc("a"), "")
-	if a.ETag == b.ETag {
-		t.Errorf("different content, same ETag %s", a.ETag)
-	}
-	if a.ETag != a2.ETag {
-		t.Errorf("same content, ETags %s and %s", a.ETag, a2.ETag)
-	}
-}
-
 func TestPutIfMatch(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -218,25 +182,6 @@ func TestPutIfMatch(t *testing.T) {
 				t.Errorf("file = %q after successful Put", after)
 			}
 		})
-	}
-}
-
-func TestDeleteIsIdempotent(t *testing.T) {
-	s, dir := openStore(t, "")
-	mustPut(t, s, "bucket", doc("a"), "")
-	for i := range 2 {
-		if err := s.Delete(t.Context(), "bucket", ""); err != nil {
-			t.Fatalf("Delete #%d: %v", i+1, err)
-		}
-	}
-	if _, err := os.Stat(filepath.Join(dir, "bucket.xml")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("file still there: %v", err)
-	}
-	if _, err := s.Get(t.Context(), "bucket"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("Get after Delete = %v, want ErrNotFound", err)
-	}
-	if err := s.Delete(t.Context(), "never-existed", ""); err != nil {
-		t.Errorf("Delete of a missing bucket: %v", err)
 	}
 }
 
@@ -310,37 +255,6 @@ func TestListPaginatesWithPrefix(t *testing.T) {
 				t.Fatalf("List(%q, %q, %d) = %v, %q; want %v, %q", tt.prefix, tt.after, tt.limit, got, next, tt.want, tt.next)
 			}
 		})
-	}
-}
-
-func TestListWalksEveryBucketOncePageByPage(t *testing.T) {
-	s, _ := openStore(t, "")
-	var want []string
-	for i := range 25 {
-		b := fmt.Sprintf("bucket-%02d", i)
-		want = append(want, b)
-		mustPut(t, s, b, doc(b), "")
-	}
-	var got []string
-	after := ""
-	for pages := 0; ; pages++ {
-		if pages > 10 {
-			t.Fatal("pagination does not terminate")
-		}
-		recs, next, err := s.List(t.Context(), "bucket-", after, 7)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range recs {
-			got = append(got, r.Bucket)
-		}
-		if next == "" {
-			break
-		}
-		after = next
-	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("walked %v, want %v", got, want)
 	}
 }
 
@@ -627,82 +541,6 @@ func TestSecondOpenOfSameDirFails(t *testing.T) {
 	}
 }
 
-func TestSlowSubscriberDoesNotBlockPut(t *testing.T) {
-	s, _ := openStore(t, "")
-	ch := s.Changes(t.Context())
-	done := make(chan error, 1)
-	go func() {
-		for i := range 1000 {
-			if _, err := s.Put(context.Background(), "bucket", doc(fmt.Sprint(i)), ""); err != nil {
-				done <- err
-				return
-			}
-		}
-		done <- nil
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("Puts blocked behind a subscriber that does not read")
-	}
-	n := 0
-	c := waitChange(t, ch, "resync", func(c store.Change) bool { n++; return c.All })
-	if !c.All || n < 2 {
-		t.Fatalf("got %+v after %d changes; want buffered changes then All", c, n)
-	}
-}
-
-func TestEverySubscriberGetsEveryChange(t *testing.T) {
-	s, _ := openStore(t, "")
-	subs := []<-chan store.Change{s.Changes(t.Context()), s.Changes(t.Context())}
-	put := mustPut(t, s, "bucket", doc("a"), "")
-	if err := s.Delete(t.Context(), "bucket", ""); err != nil {
-		t.Fatal(err)
-	}
-	for i, ch := range subs {
-		want := []store.Change{{Bucket: "bucket", ETag: put.ETag}, {Bucket: "bucket"}}
-		for _, w := range want {
-			c := waitChange(t, ch, fmt.Sprintf("subscriber %d", i), func(store.Change) bool { return true })
-			if c.Bucket != w.Bucket || c.ETag != w.ETag || c.All || c.At.IsZero() {
-				t.Errorf("subscriber %d got %+v, want %+v with a time", i, c, w)
-			}
-		}
-	}
-}
-
-func TestChangesChannelIsClosed(t *testing.T) {
-	tests := []struct {
-		name string
-		stop func(s *Store, cancel context.CancelFunc)
-	}{
-		{"when its context is done", func(_ *Store, cancel context.CancelFunc) { cancel() }},
-		{"when the store is closed", func(s *Store, _ context.CancelFunc) { _ = s.Close() }},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s, _ := openStore(t, "")
-			ctx, cancel := context.WithCancel(t.Context())
-			defer cancel()
-			ch := s.Changes(ctx)
-			tt.stop(s, cancel)
-			deadline := time.After(changeTimeout)
-			for {
-				select {
-				case _, ok := <-ch:
-					if !ok {
-						return
-					}
-				case <-deadline:
-					t.Fatal("channel not closed")
-				}
-			}
-		})
-	}
-}
-
 func TestChangesAfterCloseIsClosed(t *testing.T) {
 	s, _ := openStore(t, "")
 	if err := s.Close(); err != nil {
@@ -710,44 +548,6 @@ func TestChangesAfterCloseIsClosed(t *testing.T) {
 	}
 	if _, ok := <-s.Changes(t.Context()); ok {
 		t.Fatal("Changes after Close delivered a value")
-	}
-}
-
-func TestConcurrentPutsWithSameIfMatchExactlyOneWins(t *testing.T) {
-	s, _ := openStore(t, "")
-	base := mustPut(t, s, "bucket", doc("base"), "")
-	const n = 20
-	var (
-		wg      sync.WaitGroup
-		start   = make(chan struct{})
-		results = make([]error, n)
-	)
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			_, results[i] = s.Put(context.Background(), "bucket", doc(fmt.Sprint("writer-", i)), base.ETag)
-		})
-	}
-	close(start)
-	wg.Wait()
-	winner := -1
-	for i, err := range results {
-		switch {
-		case err == nil:
-			if winner >= 0 {
-				t.Fatalf("writers %d and %d both succeeded", winner, i)
-			}
-			winner = i
-		case !errors.Is(err, store.ErrPreconditionFailed):
-			t.Errorf("writer %d: %v, want ErrPreconditionFailed", i, err)
-		}
-	}
-	if winner < 0 {
-		t.Fatal("no writer succeeded")
-	}
-	got, err := s.Get(t.Context(), "bucket")
-	if err != nil || string(got.Document) != string(doc(fmt.Sprint("writer-", winner))) {
-		t.Fatalf("stored %q, %v; want writer %d's document", got.Document, err, winner)
 	}
 }
 
@@ -830,17 +630,5 @@ func TestMethodsFailAfterClose(t *testing.T) {
 				t.Errorf("%s after Close = %v, want ErrUnavailable", c.name, err)
 			}
 		})
-	}
-}
-
-func TestCanceledContextStopsWrites(t *testing.T) {
-	s, dir := openStore(t, "")
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	if _, err := s.Put(ctx, "bucket", doc("a"), ""); !errors.Is(err, context.Canceled) {
-		t.Errorf("Put = %v, want context.Canceled", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "bucket.xml")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("canceled Put wrote the file: %v", err)
 	}
 }
