@@ -87,6 +87,7 @@ func serve(args []string, getenv func(string) string, stderr io.Writer) int {
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP listener (Connect, gRPC, gRPC-Web over HTTP/1.1 and h2c, or h2 with TLS; /healthz, /readyz, /metrics): `host:port` or unix:///path")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "`directory` of the embedded store: one S3 XML document per bucket (used when --redis-url is empty)")
 	fs.StringVar(&cfg.RedisURL, "redis-url", cfg.RedisURL, "shared store, so replicas share configurations: redis://[user:pass@]host:port[/db], rediss:// (TLS), redis+sentinel://[user:pass@]host:port,host:port/master[/db], redis+cluster://[user:pass@]host:port,host:port")
+	fs.StringVar(&cfg.RedisSentinelMaster, "redis-sentinel-master", cfg.RedisSentinelMaster, "Sentinel master set name; the hosts of --redis-url (e.g. redis://s1:26379,s2:26379) are then the sentinels (same as a redis+sentinel:// URL)")
 	fs.StringVar(&cfg.RedisKeyPrefix, "redis-key-prefix", cfg.RedisKeyPrefix, "prefix of every Redis key and of the invalidation channel; deployments sharing one Redis need different prefixes (default: the URL's key_prefix parameter, else corsd:)")
 	fs.DurationVar(&cfg.RedisTimeout, "redis-timeout", cfg.RedisTimeout, "bound on each Redis operation (dial, retries and reply included); keep it well under a second")
 	fs.DurationVar(&cfg.ReconcileInterval, "reconcile-interval", cfg.ReconcileInterval, "Redis: how often cached configurations are checked against the store, repairing lost invalidations")

@@ -290,3 +290,28 @@ func rpcCode(err error) codes.Code {
 	}
 	return status.Code(err)
 }
+
+// corsd serves from a Redis found through Sentinel, named either way:
+// --redis-url listing the sentinels plus --redis-sentinel-master, or one
+// redis+sentinel:// URL; and from a 3-master Cluster.
+func TestServeThroughSentinelAndCluster(t *testing.T) {
+	sentinels, master := redistest.StartSentinel(t)
+	cluster := redistest.StartCluster(t, 3)
+	for name, args := range map[string][]string{
+		"flag":    {"--redis-url", "redis://" + sentinels[0], "--redis-sentinel-master", master},
+		"url":     {"--redis-url", "redis+sentinel://" + sentinels[0] + "/" + master},
+		"cluster": {"--redis-url", "redis+cluster://" + strings.Join(cluster, ",")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := startServer(t, t.TempDir(), args...)
+			ctx := ctxT(t)
+			c := allClients(t, s)[0]
+			if err := putOrigin(ctx, c.config, "via-"+name, "https://a.example"); err != nil {
+				t.Fatal(err)
+			}
+			if st, err := preflightStatus(ctx, c.decision, "via-"+name, "https://a.example"); err != nil || st != 200 {
+				t.Fatalf("%d %v", st, err)
+			}
+		})
+	}
+}

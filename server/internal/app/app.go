@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime"
 	"strings"
@@ -53,10 +54,11 @@ type Config struct {
 	HTTPAddr string // host:port or unix:///path
 	DataDir  string // embedded store directory (used when RedisURL is empty)
 
-	RedisURL          string        // shared store: redis://, rediss://, redis+sentinel://, redis+cluster://
-	RedisKeyPrefix    string        // prefix of every key and the channel ("" = the URL's key_prefix, else "corsd:")
-	RedisTimeout      time.Duration // bound on each Redis operation
-	ReconcileInterval time.Duration // Redis: how often cached etags are compared with the store's
+	RedisURL            string        // shared store: redis://, rediss://, redis+sentinel://, redis+cluster://
+	RedisSentinelMaster string        // Sentinel master set name: --redis-url's hosts are then the sentinels
+	RedisKeyPrefix      string        // prefix of every key and the channel ("" = the URL's key_prefix, else "corsd:")
+	RedisTimeout        time.Duration // bound on each Redis operation
+	ReconcileInterval   time.Duration // Redis: how often cached etags are compared with the store's
 
 	// EnvoyExtAuthz serves envoy.service.auth.v3.Authorization on the gRPC
 	// listener for Envoy's ext_authz filter; EnvoyVirtualHostSuffix (e.g.
@@ -335,7 +337,14 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, 
 		}
 		return fs, nil
 	}
-	opts, err := redisstore.ParseURL(cfg.RedisURL)
+	raw := cfg.RedisURL
+	if cfg.RedisSentinelMaster != "" {
+		var err error
+		if raw, err = sentinelURL(raw, cfg.RedisSentinelMaster); err != nil {
+			return nil, err
+		}
+	}
+	opts, err := redisstore.ParseURL(raw)
 	if err != nil {
 		return nil, fmt.Errorf("--redis-url: %w", err)
 	}
@@ -365,6 +374,26 @@ func isLocalAddr(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// sentinelURL turns redis://s1:26379,s2:26379[/db] plus --redis-sentinel-master
+// into the redis+sentinel://s1:26379,s2:26379/master[/db] form the store
+// parses.
+func sentinelURL(raw, master string) (string, error) {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return "", errors.New("--redis-url: not a URL")
+	}
+	switch scheme {
+	case "redis", "rediss":
+		scheme += "+sentinel"
+	case "redis+sentinel", "rediss+sentinel":
+		return "", errors.New("--redis-sentinel-master: the redis+sentinel:// URL already names the master; use one or the other")
+	default:
+		return "", fmt.Errorf("--redis-sentinel-master needs a redis:// or rediss:// URL listing the sentinels, got %s://", scheme)
+	}
+	hosts, path, _ := strings.Cut(rest, "/")
+	return scheme + "://" + hosts + "/" + url.PathEscape(master) + strings.TrimSuffix("/"+path, "/"), nil
 }
 
 // listen accepts host:port or unix:///path. A stale socket file from a

@@ -91,3 +91,21 @@ func TestCallTimeoutBoundsEveryCall(t *testing.T) {
 		t.Fatal("connect:", err)
 	}
 }
+
+func TestSentinelURL(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"redis://s1:26379,s2:26379", "redis+sentinel://s1:26379,s2:26379/mymaster"},
+		{"rediss://u:p@s1:26379/2?key_prefix=x", "rediss+sentinel://u:p@s1:26379/mymaster/2?key_prefix=x"},
+	}
+	for _, tc := range cases {
+		got, err := sentinelURL(tc.in, "mymaster")
+		if err != nil || got != tc.want {
+			t.Errorf("sentinelURL(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"redis+sentinel://s1/m", "redis+cluster://a,b", "nonsense"} {
+		if _, err := sentinelURL(bad, "m"); err == nil {
+			t.Errorf("sentinelURL(%q) accepted", bad)
+		}
+	}
+}
