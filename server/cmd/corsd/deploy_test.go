@@ -497,8 +497,20 @@ func TestDeployK8sManifestsMatchTheBinary(t *testing.T) {
 	if isLoopback(grpcHost) || isLoopback(httpHost) {
 		t.Errorf("%s: --grpc-addr %s / --http-addr %s: probes and Services cannot reach a loopback listener", depObj.where("containers[corsd].args"), grpcAddr, httpAddr)
 	}
-	if v, _ := setting("insecure-admin"); v != "true" && !(isLoopback(grpcHost) && isLoopback(httpHost)) {
-		t.Errorf("%s: non-loopback listeners need --insecure-admin, or corsd refuses to start", depObj.where("containers[corsd].args"))
+	authFile, _ := setting("auth-file")
+	if v, _ := setting("insecure-admin"); v != "true" && authFile == "" && !(isLoopback(grpcHost) && isLoopback(httpHost)) {
+		t.Errorf("%s: non-loopback listeners need --auth-file or --insecure-admin, or corsd refuses to start", depObj.where("containers[corsd].args"))
+	}
+	if authFile != "" {
+		mounted := false
+		for _, m := range c.VolumeMounts {
+			if strings.HasPrefix(authFile, strings.TrimSuffix(m.MountPath, "/")+"/") {
+				mounted = true
+			}
+		}
+		if !mounted {
+			t.Errorf("%s: --auth-file %s is on no volumeMount: corsd would fail to start", depObj.where("containers[corsd].volumeMounts"), authFile)
+		}
 	}
 	containerPorts := map[int]bool{}
 	for _, p := range c.Ports {
