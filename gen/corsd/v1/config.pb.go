@@ -213,7 +213,11 @@ type PutBucketCorsResponse struct {
 	Etag string `protobuf:"bytes,1,opt,name=etag,proto3" json:"etag,omitempty"`
 	// What the analyzer found risky or wrong in the stored configuration. The
 	// write is never refused because of a finding.
-	Findings      []*Finding `protobuf:"bytes,2,rep,name=findings,proto3" json:"findings,omitempty"`
+	Findings []*Finding `protobuf:"bytes,2,rep,name=findings,proto3" json:"findings,omitempty"`
+	// The principal that claimed the bucket by creating its configuration
+	// (corsd serve --claim-buckets); empty when nobody claimed it, e.g. when
+	// it was written by an admin or by a tenant the auth file grants it to.
+	Owner         string `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -260,6 +264,13 @@ func (x *PutBucketCorsResponse) GetFindings() []*Finding {
 		return x.Findings
 	}
 	return nil
+}
+
+func (x *PutBucketCorsResponse) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
 }
 
 // GetBucketCorsRequest asks for the CORS configuration of one bucket.
@@ -318,7 +329,11 @@ type GetBucketCorsResponse struct {
 	// ETag of the configuration, for conditional writes.
 	Etag string `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
 	// When the configuration was last written.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// The principal that claimed the bucket by creating its configuration
+	// (corsd serve --claim-buckets); empty when nobody claimed it, e.g. when
+	// it was written by an admin or by a tenant the auth file grants it to.
+	Owner         string `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -379,6 +394,13 @@ func (x *GetBucketCorsResponse) GetUpdateTime() *timestamppb.Timestamp {
 		return x.UpdateTime
 	}
 	return nil
+}
+
+func (x *GetBucketCorsResponse) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
 }
 
 // DeleteBucketCorsRequest removes the CORS configuration of one bucket.
@@ -608,7 +630,11 @@ type BucketCorsSummary struct {
 	// When the configuration was last written.
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	// Number of rules in the configuration.
-	RuleCount     int32 `protobuf:"varint,4,opt,name=rule_count,json=ruleCount,proto3" json:"rule_count,omitempty"`
+	RuleCount int32 `protobuf:"varint,4,opt,name=rule_count,json=ruleCount,proto3" json:"rule_count,omitempty"`
+	// The principal that claimed the bucket by creating its configuration
+	// (corsd serve --claim-buckets); empty when nobody claimed it, e.g. when
+	// it was written by an admin or by a tenant the auth file grants it to.
+	Owner         string `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -669,6 +695,13 @@ func (x *BucketCorsSummary) GetRuleCount() int32 {
 		return x.RuleCount
 	}
 	return 0
+}
+
+func (x *BucketCorsSummary) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
 }
 
 // ValidateBucketCorsRequest holds a CORS document to check.
@@ -1199,18 +1232,20 @@ const file_corsd_v1_config_proto_rawDesc = "" +
 	"\x04json\x18\x04 \x01(\tH\x00R\x04json\x12\x19\n" +
 	"\bif_match\x18\x05 \x01(\tR\aifMatchB\n" +
 	"\n" +
-	"\bdocument\"Z\n" +
+	"\bdocument\"p\n" +
 	"\x15PutBucketCorsResponse\x12\x12\n" +
 	"\x04etag\x18\x01 \x01(\tR\x04etag\x12-\n" +
-	"\bfindings\x18\x02 \x03(\v2\x11.corsd.v1.FindingR\bfindings\".\n" +
+	"\bfindings\x18\x02 \x03(\v2\x11.corsd.v1.FindingR\bfindings\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\".\n" +
 	"\x14GetBucketCorsRequest\x12\x16\n" +
-	"\x06bucket\x18\x01 \x01(\tR\x06bucket\"\xbd\x01\n" +
+	"\x06bucket\x18\x01 \x01(\tR\x06bucket\"\xd3\x01\n" +
 	"\x15GetBucketCorsResponse\x12A\n" +
 	"\rconfiguration\x18\x01 \x01(\v2\x1b.corsd.v1.CorsConfigurationR\rconfiguration\x12\x10\n" +
 	"\x03xml\x18\x02 \x01(\tR\x03xml\x12\x12\n" +
 	"\x04etag\x18\x03 \x01(\tR\x04etag\x12;\n" +
 	"\vupdate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"L\n" +
+	"updateTime\x12\x14\n" +
+	"\x05owner\x18\x05 \x01(\tR\x05owner\"L\n" +
 	"\x17DeleteBucketCorsRequest\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x19\n" +
 	"\bif_match\x18\x02 \x01(\tR\aifMatch\"\x1a\n" +
@@ -1222,14 +1257,15 @@ const file_corsd_v1_config_proto_rawDesc = "" +
 	"\x06prefix\x18\x03 \x01(\tR\x06prefix\"w\n" +
 	"\x16ListBucketCorsResponse\x125\n" +
 	"\abuckets\x18\x01 \x03(\v2\x1b.corsd.v1.BucketCorsSummaryR\abuckets\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9b\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb1\x01\n" +
 	"\x11BucketCorsSummary\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x12;\n" +
 	"\vupdate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12\x1d\n" +
 	"\n" +
-	"rule_count\x18\x04 \x01(\x05R\truleCount\"\x96\x01\n" +
+	"rule_count\x18\x04 \x01(\x05R\truleCount\x12\x14\n" +
+	"\x05owner\x18\x05 \x01(\tR\x05owner\"\x96\x01\n" +
 	"\x19ValidateBucketCorsRequest\x12C\n" +
 	"\rconfiguration\x18\x01 \x01(\v2\x1b.corsd.v1.CorsConfigurationH\x00R\rconfiguration\x12\x12\n" +
 	"\x03xml\x18\x02 \x01(\tH\x00R\x03xml\x12\x14\n" +

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -131,5 +132,77 @@ func TestDecisionAuthCanBeRequired(t *testing.T) {
 	}
 	if _, err := c.decision.Evaluate(withToken(ctx, "team-a-secret-token"), req); err != nil {
 		t.Fatalf("with a token: %v", err)
+	}
+}
+
+// With --claim-buckets a tenant that the auth file grants nothing creates a
+// bucket's configuration and owns it: the claim is stored (it survives a
+// restart), every other tenant is PERMISSION_DENIED with nothing changed,
+// and the audit record names the owner.
+func TestClaimBucketsEndToEnd(t *testing.T) {
+	dataDir := t.TempDir()
+	p := filepath.Join(t.TempDir(), "auth.yaml")
+	if err := os.WriteFile(p, []byte(fmt.Sprintf(`principals:
+  - {name: ops, role: admin, token_sha256: %s}
+  - {name: team-a, role: tenant, token_sha256: %s, buckets: ["team-a-*"]}
+  - {name: alice, role: tenant, token_sha256: %s}
+  - {name: bob, role: tenant, token_sha256: %s}
+`, sha("admin-secret-token"), sha("team-a-secret-token"), sha("alice-secret-token"), sha("bob-secret-token"))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, dataDir, "--auth-file", p, "--claim-buckets")
+	ctx := ctxT(t)
+	c := allClients(t, s)[0] // grpc-go
+	doc := `[{"AllowedOrigins":["https://alice.example"],"AllowedMethods":["GET"]}]`
+	put := func(token, bucket string) (*corsdv1.PutBucketCorsResponse, error) {
+		return c.config.PutBucketCors(withToken(ctx, token), &corsdv1.PutBucketCorsRequest{Bucket: bucket,
+			Document: &corsdv1.PutBucketCorsRequest_Json{Json: doc}})
+	}
+	res, err := put("alice-secret-token", "alice-site")
+	if err != nil || res.GetOwner() != "alice" {
+		t.Fatalf("alice's claim: owner %q, %v", res.GetOwner(), err)
+	}
+	for _, tc := range []struct{ name, token, bucket string }{
+		{"bob on alice's bucket", "bob-secret-token", "alice-site"},
+		{"alice in team-a's namespace", "alice-secret-token", "team-a-new"},
+	} {
+		if _, err := put(tc.token, tc.bucket); rpcCode(err) != codes.PermissionDenied {
+			t.Errorf("%s: %v, want PermissionDenied", tc.name, err)
+		}
+	}
+	// Over Connect, through the CLI, the same refusal.
+	if code, _, errs := runBinary(t, "", "delete-bucket-cors", "--endpoint", "http://"+s.HTTPAddr, "--bucket", "alice-site",
+		"--token", "bob-secret-token"); code != 1 || !strings.Contains(errs, "AccessDenied") {
+		t.Fatalf("CLI delete by bob: exit %d: %s", code, errs)
+	}
+	_, metrics := httpGet(t, http.DefaultClient, "http://"+s.HTTPAddr+"/metrics")
+	for _, series := range []string{`corsd_config_writes_total{op="put",result="denied"} 2`, `corsd_config_writes_total{op="delete",result="denied"} 1`,
+		`corsd_store_operation_duration_seconds_count{op="put",result="not_owner"} 1`} {
+		if !strings.Contains(metrics, series+"\n") {
+			t.Errorf("/metrics lacks %s", series)
+		}
+	}
+	s.Stop()
+	if logs := s.logs.String(); !strings.Contains(logs, `"principal":"alice"`) || !strings.Contains(logs, `"owner":"alice"`) {
+		t.Fatalf("no audit record of alice's claim:\n%s", logs)
+	}
+
+	// The claim is in the store, not in the process.
+	s = startServer(t, dataDir, "--auth-file", p, "--claim-buckets")
+	c = allClients(t, s)[0]
+	got, err := c.config.GetBucketCors(withToken(ctx, "admin-secret-token"), &corsdv1.GetBucketCorsRequest{Bucket: "alice-site"})
+	if err != nil || got.GetOwner() != "alice" || got.GetEtag() != res.GetEtag() {
+		t.Fatalf("after restart: owner %q etag %s, %v; want alice's unchanged configuration", got.GetOwner(), got.GetEtag(), err)
+	}
+	if _, err := c.config.GetBucketCors(withToken(ctx, "bob-secret-token"), &corsdv1.GetBucketCorsRequest{Bucket: "alice-site"}); rpcCode(err) != codes.PermissionDenied {
+		t.Fatalf("bob's Get after restart: %v", err)
+	}
+	list, err := c.config.ListBucketCors(withToken(ctx, "alice-secret-token"), &corsdv1.ListBucketCorsRequest{})
+	if err != nil || len(list.GetBuckets()) != 1 || list.GetBuckets()[0].GetOwner() != "alice" {
+		t.Fatalf("alice's list: %v %v", list, err)
+	}
+	if code, out, errs := runBinary(t, "", "list", "--endpoint", s.GRPCAddr, "--token", "admin-secret-token"); code != 0 ||
+		!strings.Contains(out, "alice-site\t") || !strings.Contains(out, "\towner=alice\n") {
+		t.Fatalf("corsd list: exit %d\n%s%s", code, out, errs)
 	}
 }

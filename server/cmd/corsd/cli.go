@@ -393,8 +393,12 @@ func listCmd(fs *flag.FlagSet) func(context.Context, *client.Client, io.Writer, 
 			return 0, printJSON(out, all)
 		}
 		for _, b := range all.GetBuckets() {
-			fmt.Fprintf(out, "%s\t%d rules\t%s\t%s\n", b.GetBucket(), b.GetRuleCount(), b.GetEtag(),
+			fmt.Fprintf(out, "%s\t%d rules\t%s\t%s", b.GetBucket(), b.GetRuleCount(), b.GetEtag(),
 				b.GetUpdateTime().AsTime().UTC().Format(time.RFC3339))
+			if b.GetOwner() != "" {
+				fmt.Fprintf(out, "\towner=%s", b.GetOwner())
+			}
+			fmt.Fprintln(out)
 		}
 		return 0, nil
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	corsdv1 "github.com/corsd/corsd/gen/corsd/v1"
+	"github.com/corsd/corsd/server/internal/auth"
 	"github.com/corsd/corsd/server/internal/bucketname"
 	"github.com/corsd/corsd/server/internal/cache"
 	"github.com/corsd/corsd/server/internal/s3cors"
@@ -69,6 +70,7 @@ func TestErrorsMapToCodesInOnePlace(t *testing.T) {
 		{"bucket name", bnErr, codes.InvalidArgument, "InvalidBucketName", "The specified bucket is not valid."},
 		{"no configuration", fmt.Errorf("get: %w", store.ErrNotFound), codes.NotFound, "NoSuchCORSConfiguration", "The CORS configuration does not exist"},
 		{"stale if-match", fmt.Errorf("put: %w", store.ErrPreconditionFailed), codes.FailedPrecondition, "PreconditionFailed", ""},
+		{"bucket claimed by another", fmt.Errorf("put: %w", store.ErrNotOwner), codes.PermissionDenied, "AccessDenied", errForbidden.Error()},
 		{"store down", fmt.Errorf("get: %w", store.ErrUnavailable), codes.Unavailable, "ServiceUnavailable", ""},
 		{"deadline", fmt.Errorf("get: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "", ""},
 		{"bad request", badRequest("bucket is required"), codes.InvalidArgument, "InvalidArgument", "bucket is required"},
@@ -239,4 +241,135 @@ func TestWhatIfReportsChangedDecisionsAndStoresNothing(t *testing.T) {
 	if st, _ := status.FromError(GRPCError(err)); st.Code() != codes.InvalidArgument {
 		t.Fatalf("invalid candidate: %v", err)
 	}
+}
+
+// grants is a ClaimPolicy: bucket → the tenant the auth file grants it to.
+type grants map[string]string
+
+func (g grants) GrantedToOther(bucket, name string) bool {
+	owner, ok := g[bucket]
+	return ok && owner != name
+}
+
+// Claiming: a tenant creates and then owns a bucket nobody configured;
+// others are refused every access to it, a bucket in another tenant's
+// namespace or configured by an admin cannot be claimed, and deleting the
+// configuration releases the claim.
+func TestClaimedBucketsBelongToTheirCreator(t *testing.T) {
+	st, err := filestore.Open(context.Background(), t.TempDir(), filestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	c := cache.New(Loader(st, s3cors.Options{}), cache.Options{})
+	svc := New(st, c, Options{HostID: "host", AuthRequired: true, Claims: grants{"team-a-photos": "team-a"}})
+	noClaims := New(st, c, Options{HostID: "host", AuthRequired: true})
+
+	as := func(name string, role auth.Role, buckets ...string) context.Context {
+		return auth.WithPrincipal(t.Context(), &auth.Principal{Name: name, Role: role, Buckets: buckets})
+	}
+	alice, bob := as("alice", auth.RoleTenant), as("bob", auth.RoleTenant)
+	admin, teamA := as("ops", auth.RoleAdmin), as("team-a", auth.RoleTenant, "team-a-*")
+	doc := func(origin string) *corsdv1.PutBucketCorsRequest_Json {
+		return &corsdv1.PutBucketCorsRequest_Json{Json: `[{"AllowedOrigins":["` + origin + `"],"AllowedMethods":["GET"]}]`}
+	}
+	put := func(svc *Service, ctx context.Context, bucket, origin string) (*corsdv1.PutBucketCorsResponse, error) {
+		return svc.PutBucketCors(ctx, &corsdv1.PutBucketCorsRequest{Bucket: bucket, Document: doc(origin)})
+	}
+	mustPut := func(ctx context.Context, bucket, wantOwner string) {
+		t.Helper()
+		res, err := put(svc, ctx, bucket, "https://"+bucket+".example")
+		if err != nil || res.GetOwner() != wantOwner {
+			t.Fatalf("Put(%s) = owner %q, %v; want %q", bucket, res.GetOwner(), err, wantOwner)
+		}
+	}
+	mustPut(alice, "alice-site", "alice")
+	mustPut(admin, "admin-site", "")
+	mustPut(teamA, "team-a-photos", "")
+	before, err := svc.GetBucketCors(admin, &corsdv1.GetBucketCorsRequest{Bucket: "alice-site"})
+	if err != nil || before.GetOwner() != "alice" {
+		t.Fatalf("admin Get(alice-site) = owner %q, %v", before.GetOwner(), err)
+	}
+
+	denied := []struct {
+		name string
+		call func() error
+	}{
+		{"another tenant's put", func() error { _, err := put(svc, bob, "alice-site", "https://evil.example"); return err }},
+		{"another tenant's get", func() error {
+			_, err := svc.GetBucketCors(bob, &corsdv1.GetBucketCorsRequest{Bucket: "alice-site"})
+			return err
+		}},
+		{"another tenant's delete", func() error {
+			_, err := svc.DeleteBucketCors(bob, &corsdv1.DeleteBucketCorsRequest{Bucket: "alice-site"})
+			return err
+		}},
+		{"another tenant's what-if", func() error {
+			_, err := svc.WhatIfBucketCors(bob, &corsdv1.WhatIfBucketCorsRequest{Bucket: "alice-site",
+				Document: &corsdv1.WhatIfBucketCorsRequest_Json{Json: doc("https://x.example").Json}})
+			return err
+		}},
+		{"claiming a bucket an admin configured", func() error { _, err := put(svc, bob, "admin-site", "https://evil.example"); return err }},
+		{"claiming in another tenant's namespace", func() error {
+			_, err := put(svc, alice, "team-a-photos", "https://evil.example")
+			return err
+		}},
+		{"claiming an unconfigured bucket in another tenant's namespace", func() error {
+			_, err := put(svc, bob, "team-a-photos", "https://evil.example")
+			return err
+		}},
+		{"claiming with claims disabled", func() error { _, err := put(noClaims, bob, "bob-site", "https://bob.example"); return err }},
+		{"the owner itself with claims disabled", func() error {
+			_, err := noClaims.GetBucketCors(alice, &corsdv1.GetBucketCorsRequest{Bucket: "alice-site"})
+			return err
+		}},
+	}
+	for _, tc := range denied {
+		t.Run(tc.name, func(t *testing.T) {
+			if code, _, _ := classify(tc.call()); code != codes.PermissionDenied {
+				t.Fatalf("code %v, want PermissionDenied", code)
+			}
+		})
+	}
+	after, err := svc.GetBucketCors(admin, &corsdv1.GetBucketCorsRequest{Bucket: "alice-site"})
+	if err != nil || after.GetEtag() != before.GetEtag() || after.GetOwner() != "alice" {
+		t.Fatalf("alice-site changed by refused calls: %v %v", after, err)
+	}
+	if _, err := svc.GetBucketCors(bob, &corsdv1.GetBucketCorsRequest{Bucket: "bob-site"}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get of an unconfigured, claimable bucket: %v, want not found", err)
+	}
+
+	listed := func(ctx context.Context) []string {
+		t.Helper()
+		res, err := svc.ListBucketCors(ctx, &corsdv1.ListBucketCorsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, b := range res.GetBuckets() {
+			out = append(out, b.GetBucket()+"="+b.GetOwner())
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		want string
+	}{
+		{"alice", alice, "alice-site=alice"},
+		{"bob", bob, ""},
+		{"team-a", teamA, "team-a-photos="},
+		{"admin", admin, "admin-site= alice-site=alice team-a-photos="},
+	} {
+		if got := strings.Join(listed(tc.ctx), " "); got != tc.want {
+			t.Errorf("%s lists %q, want %q", tc.name, got, tc.want)
+		}
+	}
+
+	// An admin's write keeps the claim; the owner's delete releases it.
+	mustPut(admin, "alice-site", "alice")
+	if _, err := svc.DeleteBucketCors(alice, &corsdv1.DeleteBucketCorsRequest{Bucket: "alice-site"}); err != nil {
+		t.Fatalf("owner's delete: %v", err)
+	}
+	mustPut(bob, "alice-site", "bob")
 }

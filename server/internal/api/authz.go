@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/corsd/corsd/server/internal/auth"
+	"github.com/corsd/corsd/server/internal/store"
 	"github.com/corsd/corsd/server/internal/tlsconfig"
 )
 
@@ -111,18 +112,45 @@ func (g *Guard) ConnectInterceptor() connect.UnaryInterceptorFunc {
 	}
 }
 
-// authorize checks that the caller may administer bucket. Without an auth
-// file there is no principal, and the listeners are loopback-only (or the
-// operator passed --insecure-admin), so the call is allowed.
-func (s *Service) authorize(ctx context.Context, bucket string) error {
+// ClaimPolicy says which buckets tenants may claim by creating their
+// configuration (Options.Claims); *auth.Authenticator implements it.
+type ClaimPolicy interface {
+	// GrantedToOther reports whether the auth file grants bucket to a
+	// tenant other than name; such a bucket is never claimable.
+	GrantedToOther(bucket, name string) bool
+}
+
+// authorize decides whether the caller may administer bucket. Without an
+// auth file there is no principal, and the listeners are loopback-only (or
+// the operator passed --insecure-admin), so every call is allowed.
+//
+// It returns the claimant: "" when the caller's right does not depend on
+// ownership recorded in the store (no auth file, admins, tenants the auth
+// file grants the bucket to), or the tenant's name when it may act on the
+// bucket only as its recorded owner, or claim it by creating its
+// configuration. Writes hand the claimant to the store (store.Cond.Owner),
+// which checks it atomically with the write; reads check it with
+// checkOwner.
+func (s *Service) authorize(ctx context.Context, bucket string) (claimant string, err error) {
 	if !s.opts.AuthRequired {
-		return nil
+		return "", nil
 	}
 	p, ok := auth.PrincipalFrom(ctx)
 	if !ok {
-		return errUnauthenticated
+		return "", errUnauthenticated
 	}
-	if !p.Owns(bucket) {
+	if p.Owns(bucket) {
+		return "", nil
+	}
+	if s.opts.Claims != nil && p.Role == auth.RoleTenant && !s.opts.Claims.GrantedToOther(bucket, p.Name) {
+		return p.Name, nil
+	}
+	return "", errForbidden
+}
+
+// checkOwner refuses a read of rec by a claimant that does not own it.
+func checkOwner(claimant string, rec store.Record) error {
+	if claimant != "" && rec.Owner != claimant {
 		return errForbidden
 	}
 	return nil

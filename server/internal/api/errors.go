@@ -78,7 +78,8 @@ func classify(err error) (codes.Code, string, string) {
 		return codes.InvalidArgument, rqe.msg, rqe.reason
 	case errors.Is(err, errUnauthenticated):
 		return codes.Unauthenticated, errUnauthenticated.Error(), "Unauthenticated"
-	case errors.Is(err, errForbidden):
+	case errors.Is(err, errForbidden), errors.Is(err, store.ErrNotOwner):
+		// The store's own text is not shown: it names the bucket's state.
 		return codes.PermissionDenied, errForbidden.Error(), "AccessDenied"
 	case errors.Is(err, store.ErrNotFound):
 		return codes.NotFound, s3cors.MsgNoSuchCORSConfiguration, s3cors.CodeNoSuchCORSConfiguration

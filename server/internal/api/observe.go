@@ -172,6 +172,8 @@ func (o *Observer) configWrite(procedure string, err error) {
 			result = "invalid"
 		case codes.FailedPrecondition:
 			result = "precondition_failed"
+		case codes.PermissionDenied, codes.Unauthenticated:
+			result = "denied"
 		default:
 			result = "error"
 		}

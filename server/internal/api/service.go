@@ -60,7 +60,12 @@ type Options struct {
 	// AuthRequired: ConfigService calls carry a principal (put there by
 	// Guard) and may touch only the buckets it owns.
 	AuthRequired bool
-	Logger       *slog.Logger
+	// Claims, when set (with AuthRequired), lets a tenant claim a bucket
+	// nobody has configured, and that the auth file grants to no other
+	// tenant, by creating its configuration; the tenant is recorded as its
+	// owner in the store. Nil disables claiming.
+	Claims ClaimPolicy
+	Logger *slog.Logger
 }
 
 // Service implements DecisionService and ConfigService for grpc-go and
@@ -257,7 +262,8 @@ func (s *Service) PutBucketCors(ctx context.Context, req *corsdv1.PutBucketCorsR
 	if err := bucketname.Validate(req.GetBucket()); err != nil {
 		return nil, err
 	}
-	if err := s.authorize(ctx, req.GetBucket()); err != nil {
+	claimant, err := s.authorize(ctx, req.GetBucket())
+	if err != nil {
 		return nil, err
 	}
 	cfg, err := putDocument(req)
@@ -268,14 +274,14 @@ func (s *Service) PutBucketCors(ctx context.Context, req *corsdv1.PutBucketCorsR
 	// are ever written.
 	rs := s3cors.Compile(cfg, s.opts.Engine)
 	old := s.currentETag(ctx, req.GetBucket())
-	rec, err := s.store.Put(ctx, req.GetBucket(), s3cors.EncodeXML(cfg), req.GetIfMatch())
+	rec, err := s.store.Put(ctx, req.GetBucket(), s3cors.EncodeXML(cfg), store.Cond{IfMatch: req.GetIfMatch(), Owner: claimant})
 	if err != nil {
 		return nil, err
 	}
-	s.audit(ctx, "put", req.GetBucket(), old, rec.ETag)
+	s.audit(ctx, "put", req.GetBucket(), old, rec.ETag, slog.String("owner", rec.Owner))
 	s.cache.Set(&cache.Entry{Bucket: rec.Bucket, RuleSet: rs, ETag: rec.ETag, Updated: rec.Updated})
 	// Findings inform; they never block the write (S3 would accept it).
-	return &corsdv1.PutBucketCorsResponse{Etag: rec.ETag, Findings: toProtoFindings(s3cors.Analyze(cfg))}, nil
+	return &corsdv1.PutBucketCorsResponse{Etag: rec.ETag, Findings: toProtoFindings(s3cors.Analyze(cfg)), Owner: rec.Owner}, nil
 }
 
 // GetBucketCors returns the stored configuration, read from the store (not
@@ -284,11 +290,15 @@ func (s *Service) GetBucketCors(ctx context.Context, req *corsdv1.GetBucketCorsR
 	if err := bucketname.Validate(req.GetBucket()); err != nil {
 		return nil, err
 	}
-	if err := s.authorize(ctx, req.GetBucket()); err != nil {
+	claimant, err := s.authorize(ctx, req.GetBucket())
+	if err != nil {
 		return nil, err
 	}
 	rec, err := s.store.Get(ctx, req.GetBucket())
 	if err != nil {
+		return nil, err
+	}
+	if err := checkOwner(claimant, rec); err != nil {
 		return nil, err
 	}
 	cfg, err := s3cors.DecodeXML(rec.Document)
@@ -296,7 +306,7 @@ func (s *Service) GetBucketCors(ctx context.Context, req *corsdv1.GetBucketCorsR
 		return nil, &corruptError{bucket: req.GetBucket(), err: err}
 	}
 	return &corsdv1.GetBucketCorsResponse{Configuration: toProtoConfig(cfg), Xml: string(rec.Document),
-		Etag: rec.ETag, UpdateTime: timestamppb.New(rec.Updated)}, nil
+		Etag: rec.ETag, UpdateTime: timestamppb.New(rec.Updated), Owner: rec.Owner}, nil
 }
 
 // DeleteBucketCors removes the configuration; deleting none succeeds.
@@ -304,11 +314,12 @@ func (s *Service) DeleteBucketCors(ctx context.Context, req *corsdv1.DeleteBucke
 	if err := bucketname.Validate(req.GetBucket()); err != nil {
 		return nil, err
 	}
-	if err := s.authorize(ctx, req.GetBucket()); err != nil {
+	claimant, err := s.authorize(ctx, req.GetBucket())
+	if err != nil {
 		return nil, err
 	}
 	old := s.currentETag(ctx, req.GetBucket())
-	if err := s.store.Delete(ctx, req.GetBucket(), req.GetIfMatch()); err != nil {
+	if err := s.store.Delete(ctx, req.GetBucket(), store.Cond{IfMatch: req.GetIfMatch(), Owner: claimant}); err != nil {
 		return nil, err
 	}
 	if old != "" {
@@ -343,10 +354,10 @@ func (s *Service) ListBucketCors(ctx context.Context, req *corsdv1.ListBucketCor
 	}
 	out := &corsdv1.ListBucketCorsResponse{Buckets: make([]*corsdv1.BucketCorsSummary, 0, len(recs))}
 	for _, rec := range recs {
-		if s.authorize(ctx, rec.Bucket) != nil {
+		if claimant, err := s.authorize(ctx, rec.Bucket); err != nil || checkOwner(claimant, rec) != nil {
 			continue // a tenant lists only the buckets it owns
 		}
-		sum := &corsdv1.BucketCorsSummary{Bucket: rec.Bucket, Etag: rec.ETag, UpdateTime: timestamppb.New(rec.Updated)}
+		sum := &corsdv1.BucketCorsSummary{Bucket: rec.Bucket, Etag: rec.ETag, UpdateTime: timestamppb.New(rec.Updated), Owner: rec.Owner}
 		if cfg, err := s3cors.DecodeXML(rec.Document); err == nil {
 			sum.RuleCount = int32(len(cfg.Rules))
 		} else {
@@ -391,16 +402,28 @@ func (s *Service) WhatIfBucketCors(ctx context.Context, req *corsdv1.WhatIfBucke
 	if err := bucketname.Validate(req.GetBucket()); err != nil {
 		return nil, err
 	}
-	if err := s.authorize(ctx, req.GetBucket()); err != nil {
+	claimant, err := s.authorize(ctx, req.GetBucket())
+	if err != nil {
 		return nil, err
+	}
+	if claimant != "" {
+		// The answer reveals the current configuration, so only its owner
+		// may ask; a bucket nobody configured is the claimant's to try.
+		rec, err := s.store.Get(ctx, req.GetBucket())
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return nil, err
+		default:
+			if err := checkOwner(claimant, rec); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if n := len(req.GetRequests()); n > s.opts.Limits.MaxBatch {
 		return nil, badRequest("at most %d sample requests, got %d", s.opts.Limits.MaxBatch, n)
 	}
-	var (
-		cfg *s3cors.Configuration
-		err error
-	)
+	var cfg *s3cors.Configuration
 	switch d := req.GetDocument().(type) {
 	case *corsdv1.WhatIfBucketCorsRequest_Configuration:
 		cfg, err = decodeDocument(d.Configuration, nil, nil)
@@ -474,8 +497,9 @@ func (s *Service) currentETag(ctx context.Context, bucket string) string {
 
 // audit records a configuration change: who, which bucket, the etag before
 // and after. It goes to the service log at info level, with msg "audit".
-func (s *Service) audit(ctx context.Context, op, bucket, oldETag, newETag string) {
-	s.log.LogAttrs(ctx, slog.LevelInfo, "audit", slog.String("op", op), slog.String("principal", principalName(ctx)),
+func (s *Service) audit(ctx context.Context, op, bucket, oldETag, newETag string, extra ...slog.Attr) {
+	attrs := append([]slog.Attr{slog.String("op", op), slog.String("principal", principalName(ctx)),
 		slog.String("bucket", bucket), slog.String("old_etag", oldETag), slog.String("new_etag", newETag),
-		slog.Time("at", time.Now().UTC()))
+		slog.Time("at", time.Now().UTC())}, extra...)
+	s.log.LogAttrs(ctx, slog.LevelInfo, "audit", attrs...)
 }

@@ -77,10 +77,14 @@ type Config struct {
 	AuthFile            string
 	AuthReloadInterval  time.Duration
 	RequireDecisionAuth bool // DecisionService also needs credentials
+	// ClaimBuckets lets a tenant claim a bucket nobody configured (and no
+	// other tenant is granted) by creating its configuration; the tenant is
+	// recorded as the owner in the store. Needs AuthFile.
+	ClaimBuckets bool
 
-	// InsecureAdmin allows listeners on non-loopback addresses although
-	// ConfigService has no authentication yet: anyone who reaches them may
-	// change any bucket's configuration.
+	// InsecureAdmin allows listeners on non-loopback addresses without an
+	// AuthFile: anyone who reaches them may change any bucket's
+	// configuration.
 	InsecureAdmin bool
 
 	VaryAlways bool   // add Vary to every answer for a configured bucket (spec §12)
@@ -178,6 +182,9 @@ func (c *Config) Validate() error {
 	if c.RequireDecisionAuth && c.AuthFile == "" {
 		return errors.New("--require-decision-auth needs --auth-file")
 	}
+	if c.ClaimBuckets && c.AuthFile == "" {
+		return errors.New("--claim-buckets needs --auth-file (claims are recorded per principal)")
+	}
 	if c.AuthReloadInterval <= 0 {
 		return fmt.Errorf("--auth-reload-interval must be positive, got %s", c.AuthReloadInterval)
 	}
@@ -268,7 +275,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	if hostID == "" {
 		hostID = defaultHostID()
 	}
-	a.svc = api.New(a.store, a.cache, api.Options{Engine: engine, Logger: log, HostID: hostID, AuthRequired: a.auth != nil})
+	svcOpts := api.Options{Engine: engine, Logger: log, HostID: hostID, AuthRequired: a.auth != nil}
+	if cfg.ClaimBuckets {
+		svcOpts.Claims = a.auth
+	}
+	a.svc = api.New(a.store, a.cache, svcOpts)
 	if err := a.openDecisionLog(); err != nil {
 		return nil, err
 	}

@@ -39,6 +39,7 @@ func TestConfigValidateNamesTheSetting(t *testing.T) {
 		"--latency-buckets":          func(c *Config) { c.LatencyBuckets = []float64{0.1, 0.01} },
 		"--redis-timeout":            func(c *Config) { c.RedisTimeout = 0 },
 		"--insecure-admin":           func(c *Config) { c.HTTPAddr = "0.0.0.0:8080" },
+		"--claim-buckets":            func(c *Config) { c.ClaimBuckets = true },
 	}
 	for flag, mutate := range cases {
 		c := DefaultConfig()

@@ -28,7 +28,8 @@ type Role string
 const (
 	// RoleAdmin may administer every bucket.
 	RoleAdmin Role = "admin"
-	// RoleTenant may administer only the buckets matching its patterns.
+	// RoleTenant may administer only the buckets matching its patterns
+	// and, when claiming is enabled, those it claimed.
 	RoleTenant Role = "tenant"
 )
 
@@ -49,7 +50,8 @@ type Principal struct {
 	Name string
 	Role Role
 	// Buckets are the bucket name patterns a tenant owns: exact names or a
-	// single trailing '*' (prefix), e.g. "team-a-*".
+	// single trailing '*' (prefix), e.g. "team-a-*". A tenant may have none
+	// and own only the buckets it claims (see corsd serve --claim-buckets).
 	Buckets []string
 }
 
@@ -68,6 +70,28 @@ func (p *Principal) Owns(bucket string) bool {
 	}
 	for _, pat := range p.Buckets {
 		if matchPattern(pat, bucket) {
+			return true
+		}
+	}
+	return false
+}
+
+// GrantedToOther reports whether the auth file grants bucket, by pattern,
+// to a tenant other than the one named name. Such a bucket cannot be
+// claimed: a claim must never take a bucket out of another tenant's
+// namespace.
+func (a *Authenticator) GrantedToOther(bucket, name string) bool {
+	t := a.tbl.Load()
+	granted := func(p *Principal) bool {
+		return p.Name != name && p.Role == RoleTenant && p.Owns(bucket)
+	}
+	for _, e := range t.tokens {
+		if granted(e.principal) {
+			return true
+		}
+	}
+	for _, p := range t.identities {
+		if granted(p) {
 			return true
 		}
 	}

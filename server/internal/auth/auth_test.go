@@ -84,6 +84,7 @@ func TestLoadAcceptsValidFiles(t *testing.T) {
 		{"yaml with admin tenant and mtls", validFile()},
 		{"json", fmt.Sprintf(`{"principals":[{"name":"ops","role":"admin","token_sha256":%q}]}`, HashToken(opsToken))},
 		{"tenant with bare star pattern", fmt.Sprintf("principals:\n- {name: t, role: tenant, token_sha256: %s, buckets: ['*']}\n", HashToken(opsToken))},
+		{"tenant without buckets owns only its claims", fmt.Sprintf("principals:\n- {name: t, role: tenant, token_sha256: %s}\n", HashToken(opsToken))},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -126,9 +127,6 @@ func TestLoadRejectsInvalidFilesNamingFieldWithoutLeakingToken(t *testing.T) {
 		{"missing role",
 			fmt.Sprintf("principals:\n- {name: ops, token_sha256: %s}\n", good),
 			[]string{`"ops"`, "field role"}},
-		{"tenant without buckets",
-			fmt.Sprintf("principals:\n- {name: t, role: tenant, token_sha256: %s}\n", good),
-			[]string{`"t"`, "field buckets"}},
 		{"empty pattern",
 			fmt.Sprintf("principals:\n- {name: t, role: tenant, token_sha256: %s, buckets: ['']}\n", good),
 			[]string{`"t"`, "buckets[0]", "empty"}},
@@ -176,6 +174,35 @@ func TestLoadRejectsInvalidFilesNamingFieldWithoutLeakingToken(t *testing.T) {
 				t.Errorf("error leaks token: %q", msg)
 			}
 		})
+	}
+}
+
+func TestGrantedToOtherSeesOnlyOtherTenantsPatterns(t *testing.T) {
+	content := fmt.Sprintf(`principals:
+- {name: ops, role: admin, token_sha256: %s}
+- {name: team-a, role: tenant, token_sha256: %s, buckets: ['team-a-*', shared]}
+- {name: claimer, role: tenant, token_sha256: %s}
+- {name: cert-b, role: tenant, mtls_identity: spiffe://b, buckets: ['team-b-*']}
+`, HashToken(opsToken), HashToken(teamAToken), HashToken(leakToken))
+	a, _ := mustLoad(t, content, Options{})
+	tests := []struct {
+		bucket, name string
+		want         bool
+	}{
+		{"team-a-photos", "claimer", true},
+		{"shared", "claimer", true},
+		{"team-b-x", "claimer", true}, // granted to an mTLS principal
+		{"team-a-photos", "team-a", false},
+		{"unclaimed", "claimer", false},
+		{"unclaimed", "team-a", false},
+		// Admins own everything but grant nothing: an admin is not a
+		// namespace, so buckets stay claimable.
+		{"anything", "claimer", false},
+	}
+	for _, tc := range tests {
+		if got := a.GrantedToOther(tc.bucket, tc.name); got != tc.want {
+			t.Errorf("GrantedToOther(%q, %q) = %v, want %v", tc.bucket, tc.name, got, tc.want)
+		}
 	}
 }
 

@@ -99,17 +99,11 @@ func parse(data []byte) (*table, error) {
 			}
 		}
 
-		switch fp.Role {
-		case RoleTenant:
-			if len(fp.Buckets) == 0 {
-				fail("buckets", "a tenant needs at least one bucket pattern")
-			}
-		case RoleAdmin:
+		// A tenant without patterns is allowed: it owns only what it claims.
+		if fp.Role == RoleAdmin && len(fp.Buckets) > 0 {
 			// Admins own every bucket; a list here suggests the author
 			// expected a restriction that would not be enforced.
-			if len(fp.Buckets) > 0 {
-				fail("buckets", "not allowed for admin (admins own every bucket)")
-			}
+			fail("buckets", "not allowed for admin (admins own every bucket)")
 		}
 		for j, pat := range fp.Buckets {
 			if err := validatePattern(pat); err != nil {

@@ -27,6 +27,28 @@ type Record struct {
 	ETag string
 	// Updated is when this version was written.
 	Updated time.Time
+	// Owner is the principal that claimed the bucket by creating its
+	// configuration with Cond.Owner set; "" when nobody claimed it. It is
+	// kept by every later write and released with the configuration by
+	// Delete.
+	Owner string
+}
+
+// Cond makes a write conditional. The zero value writes unconditionally
+// and keeps the current owner.
+type Cond struct {
+	// IfMatch "" means any version; otherwise the current ETag must equal
+	// it (a missing configuration never matches), else the write fails
+	// with ErrPreconditionFailed and nothing is written.
+	IfMatch string
+	// Owner "" skips the ownership check (admins, and tenants granted the
+	// bucket by the auth file). Otherwise the write applies only if the
+	// bucket has no configuration, and a Put then records Owner as its
+	// owner (a claim), or if the current configuration's Owner equals it;
+	// else it fails with ErrNotOwner and nothing is written. Ownership is
+	// checked before IfMatch, so a caller who does not own a bucket learns
+	// nothing about its version.
+	Owner string
 }
 
 // Errors a Store returns, always wrapped with context (the bucket name, the
@@ -37,6 +59,9 @@ var (
 	// ErrPreconditionFailed means a conditional write's if-match did not
 	// equal the current ETag (or there was no current configuration).
 	ErrPreconditionFailed = errors.New("store: if-match does not match the current etag")
+	// ErrNotOwner means a write with Cond.Owner found the bucket owned by
+	// someone else (or by nobody, but configured).
+	ErrNotOwner = errors.New("store: bucket is not owned by the caller")
 	// ErrUnavailable means the backing storage could not be reached or the
 	// Store is closed; the request may succeed later.
 	ErrUnavailable = errors.New("store: unavailable")
@@ -63,14 +88,13 @@ type Store interface {
 	// Get returns the bucket's configuration, or an error wrapping
 	// ErrNotFound.
 	Get(ctx context.Context, bucket string) (Record, error)
-	// Put writes doc. ifMatch "" = unconditional; otherwise the current ETag
-	// must equal ifMatch (a missing configuration never matches a non-empty
-	// ifMatch), else the error wraps ErrPreconditionFailed and nothing is
-	// written. Returns the new record.
-	Put(ctx context.Context, bucket string, doc []byte, ifMatch string) (Record, error)
-	// Delete removes the configuration; deleting a missing one is not an
-	// error (idempotent) unless ifMatch is non-empty and does not match.
-	Delete(ctx context.Context, bucket, ifMatch string) error
+	// Put writes doc if cond holds (see Cond), atomically with the check,
+	// and returns the new record.
+	Put(ctx context.Context, bucket string, doc []byte, cond Cond) (Record, error)
+	// Delete removes the configuration, and with it the bucket's owner, if
+	// cond holds. Deleting a missing configuration is not an error
+	// (idempotent) unless cond.IfMatch is non-empty.
+	Delete(ctx context.Context, bucket string, cond Cond) error
 	// List returns up to limit records with bucket names > after and
 	// starting with prefix, sorted by name, and the name to pass as after
 	// for the next page ("" when done). limit <= 0 means 1000.

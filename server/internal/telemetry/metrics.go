@@ -76,10 +76,10 @@ func NewMetrics(latencyBuckets []float64, cacheLen func() int) *Metrics {
 			Name: "corsd_cache_load_duration_seconds", Help: "Store read and compile of one bucket on a cache miss, by result (ok, error).",
 			Buckets: latencyBuckets}, []string{"result"}),
 		StoreOps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "corsd_store_operation_duration_seconds", Help: "Store operations, by operation (get, put, delete, list, ping) and result (ok, not_found, precondition_failed, error).",
+			Name: "corsd_store_operation_duration_seconds", Help: "Store operations, by operation (get, put, delete, list, ping) and result (ok, not_found, precondition_failed, not_owner, error).",
 			Buckets: latencyBuckets}, []string{"op", "result"}),
 		ConfigWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "corsd_config_writes_total", Help: "PutBucketCors and DeleteBucketCors calls by operation and result (ok, invalid, precondition_failed, error)."},
+			Name: "corsd_config_writes_total", Help: "PutBucketCors and DeleteBucketCors calls by operation and result (ok, invalid, precondition_failed, denied, error)."},
 			[]string{"op", "result"}),
 		Invalidations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "corsd_invalidations_total", Help: "Change notifications received from the store, by scope (bucket, all)."},

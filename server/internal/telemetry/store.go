@@ -27,6 +27,8 @@ func (s *instrumented) observe(op string, start time.Time, err error) {
 		result = "not_found"
 	case errors.Is(err, store.ErrPreconditionFailed):
 		result = "precondition_failed"
+	case errors.Is(err, store.ErrNotOwner):
+		result = "not_owner"
 	default:
 		result = "error"
 	}
@@ -40,16 +42,16 @@ func (s *instrumented) Get(ctx context.Context, bucket string) (store.Record, er
 	return r, err
 }
 
-func (s *instrumented) Put(ctx context.Context, bucket string, doc []byte, ifMatch string) (store.Record, error) {
+func (s *instrumented) Put(ctx context.Context, bucket string, doc []byte, cond store.Cond) (store.Record, error) {
 	start := time.Now()
-	r, err := s.Store.Put(ctx, bucket, doc, ifMatch)
+	r, err := s.Store.Put(ctx, bucket, doc, cond)
 	s.observe("put", start, err)
 	return r, err
 }
 
-func (s *instrumented) Delete(ctx context.Context, bucket, ifMatch string) error {
+func (s *instrumented) Delete(ctx context.Context, bucket string, cond store.Cond) error {
 	start := time.Now()
-	err := s.Store.Delete(ctx, bucket, ifMatch)
+	err := s.Store.Delete(ctx, bucket, cond)
 	s.observe("delete", start, err)
 	return err
 }

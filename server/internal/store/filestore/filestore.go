@@ -1,5 +1,6 @@
 // Package filestore is the embedded store.Store: one S3 XML file per bucket
-// in a directory, <dir>/<bucket>.xml.
+// in a directory, <dir>/<bucket>.xml, and, for a bucket a principal claimed
+// (store.Cond.Owner), the principal's name in <dir>/<bucket>.owner.
 //
 // The directory is meant to be editable by operators and configuration
 // management as well as through corsd, so the store treats the files as the
@@ -63,10 +64,13 @@ const subscriberBuffer = 64
 const lockStripes = 256
 
 const (
-	fileSuffix = ".xml"
-	lockName   = ".lock"
-	fileMode   = 0o640
-	dirMode    = 0o750
+	fileSuffix  = ".xml"
+	ownerSuffix = ".owner"
+	// maxOwnerSize bounds an owner file read; principal names are short.
+	maxOwnerSize = 1024
+	lockName     = ".lock"
+	fileMode     = 0o640
+	dirMode      = 0o750
 )
 
 // ErrTooLarge means a document, or a file found in the directory, is larger
@@ -267,12 +271,51 @@ func bucketOf(name string) (string, bool) {
 }
 
 // isTempFile reports whether name is one of this store's temp files,
-// .<bucket>.xml.tmp-<random>.
+// .<bucket>.xml.tmp-<random> or .<bucket>.owner.tmp-<random>.
 func isTempFile(name string) bool {
-	return strings.HasPrefix(name, ".") && strings.Contains(name, fileSuffix+".tmp-")
+	return strings.HasPrefix(name, ".") &&
+		(strings.Contains(name, fileSuffix+".tmp-") || strings.Contains(name, ownerSuffix+".tmp-"))
 }
 
 func (s *Store) path(bucket string) string { return filepath.Join(s.dir, bucket+fileSuffix) }
+
+func (s *Store) ownerPath(bucket string) string { return filepath.Join(s.dir, bucket+ownerSuffix) }
+
+// readOwner returns the bucket's owner file's content, "" when there is
+// none. It means something only while the bucket's .xml exists: a stale
+// owner file (left by a crash between the two removals of Delete) is
+// rewritten or removed by the next Put that creates the configuration.
+func (s *Store) readOwner(bucket string) (string, error) {
+	f, err := os.Open(s.ownerPath(bucket))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("%w: open %s: %w", store.ErrUnavailable, bucket+ownerSuffix, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxOwnerSize+1))
+	if err != nil {
+		return "", fmt.Errorf("%w: read %s: %w", store.ErrUnavailable, bucket+ownerSuffix, err)
+	}
+	if len(b) > maxOwnerSize {
+		// Failing closed: a garbled owner must not read as "no owner".
+		return "", fmt.Errorf("%w: %s is larger than %d bytes", store.ErrUnavailable, bucket+ownerSuffix, maxOwnerSize)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// readRecord reads a bucket's configuration and owner.
+func (s *Store) readRecord(bucket string) (store.Record, entry, error) {
+	rec, e, err := s.readFile(bucket)
+	if err != nil {
+		return store.Record{}, entry{}, err
+	}
+	if rec.Owner, err = s.readOwner(bucket); err != nil {
+		return store.Record{}, entry{}, err
+	}
+	return rec, e, nil
+}
 
 // readFile reads a bucket's file. The mtime comes from the same descriptor
 // as the content, so the record's Updated and ETag describe one version even
@@ -328,7 +371,7 @@ func (s *Store) Get(ctx context.Context, bucket string) (store.Record, error) {
 	if err := s.checkOpen(); err != nil {
 		return store.Record{}, err
 	}
-	rec, _, err := s.readFile(bucket)
+	rec, _, err := s.readRecord(bucket)
 	if err != nil {
 		return store.Record{}, err
 	}
@@ -352,32 +395,37 @@ func (s *Store) lockBucket(ctx context.Context, bucket string) (unlock func(), e
 	}
 }
 
-// currentETag returns the ETag of the bucket's file as it is on disk now, or
-// "" if there is none. Reading the file (not the index) makes compare-and-set
-// correct even against an external edit the watcher has not reported yet.
-func (s *Store) currentETag(bucket string) (string, error) {
-	_, e, err := s.readFile(bucket)
+// current returns the bucket's configuration as it is on disk now (exists
+// false if there is none). Reading the files (not the index) makes
+// compare-and-set correct even against an external edit the watcher has
+// not reported yet.
+func (s *Store) current(bucket string) (rec store.Record, exists bool, err error) {
+	rec, _, err = s.readRecord(bucket)
 	if errors.Is(err, store.ErrNotFound) {
-		return "", nil
+		return store.Record{}, false, nil
 	}
 	if err != nil {
-		return "", err
+		return store.Record{}, false, err
 	}
-	return e.etag, nil
+	return rec, true, nil
 }
 
-func checkIfMatch(bucket, ifMatch, current string) error {
-	if ifMatch == "" || ifMatch == current {
+// checkCond applies cond to the bucket's current state; see store.Cond.
+func checkCond(bucket string, cond store.Cond, cur store.Record, exists bool) error {
+	if cond.Owner != "" && exists && cur.Owner != cond.Owner {
+		return fmt.Errorf("%w: bucket %q", store.ErrNotOwner, bucket)
+	}
+	if cond.IfMatch == "" || cond.IfMatch == cur.ETag {
 		return nil
 	}
-	if current == "" {
+	if !exists {
 		return fmt.Errorf("%w: bucket %q has no configuration", store.ErrPreconditionFailed, bucket)
 	}
-	return fmt.Errorf("%w: bucket %q is at %s, not %s", store.ErrPreconditionFailed, bucket, current, ifMatch)
+	return fmt.Errorf("%w: bucket %q is at %s, not %s", store.ErrPreconditionFailed, bucket, cur.ETag, cond.IfMatch)
 }
 
 // Put implements store.Store.
-func (s *Store) Put(ctx context.Context, bucket string, doc []byte, ifMatch string) (store.Record, error) {
+func (s *Store) Put(ctx context.Context, bucket string, doc []byte, cond store.Cond) (store.Record, error) {
 	if err := bucketname.Validate(bucket); err != nil {
 		return store.Record{}, err
 	}
@@ -395,21 +443,30 @@ func (s *Store) Put(ctx context.Context, bucket string, doc []byte, ifMatch stri
 	if err := ctx.Err(); err != nil {
 		return store.Record{}, fmt.Errorf("filestore: put %q: %w", bucket, err)
 	}
-	if ifMatch != "" {
-		cur, err := s.currentETag(bucket)
-		if err != nil {
-			return store.Record{}, err
-		}
-		if err := checkIfMatch(bucket, ifMatch, cur); err != nil {
+	cur, exists, err := s.current(bucket)
+	if err != nil {
+		return store.Record{}, err
+	}
+	if err := checkCond(bucket, cond, cur, exists); err != nil {
+		return store.Record{}, err
+	}
+	owner := cur.Owner
+	if !exists {
+		// Creating: the owner file is written first, so a crash leaves at
+		// worst an owner for a bucket with no configuration, which means
+		// nothing (see readOwner); never a claimed configuration without
+		// its owner.
+		owner = cond.Owner
+		if err := s.setOwner(bucket, owner); err != nil {
 			return store.Record{}, err
 		}
 	}
-	mtime, err := s.writeFile(bucket, doc)
+	mtime, err := s.writeAtomic(bucket, fileSuffix, doc)
 	if err != nil {
 		return store.Record{}, err
 	}
 	// Copy so the caller may reuse its buffer without changing the record.
-	rec := store.Record{Bucket: bucket, Document: bytes.Clone(doc), ETag: store.ETag(doc), Updated: mtime}
+	rec := store.Record{Bucket: bucket, Document: bytes.Clone(doc), ETag: store.ETag(doc), Updated: mtime, Owner: owner}
 	if rec.Document == nil {
 		rec.Document = []byte{}
 	}
@@ -418,10 +475,24 @@ func (s *Store) Put(ctx context.Context, bucket string, doc []byte, ifMatch stri
 	return rec, nil
 }
 
-// writeFile installs doc as the bucket's file atomically and durably: a
+// setOwner installs owner as the bucket's owner file, or removes the file
+// when owner is "".
+func (s *Store) setOwner(bucket, owner string) error {
+	if owner != "" {
+		_, err := s.writeAtomic(bucket, ownerSuffix, []byte(owner+"\n"))
+		return err
+	}
+	err := os.Remove(s.ownerPath(bucket))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: put %q: remove stale owner file: %w", store.ErrUnavailable, bucket, err)
+	}
+	return nil
+}
+
+// writeAtomic installs data as <bucket><suffix> atomically and durably: a
 // reader or a crash sees the old file or the new one, never a mix.
-func (s *Store) writeFile(bucket string, doc []byte) (time.Time, error) {
-	tmp, err := os.CreateTemp(s.dir, "."+bucket+fileSuffix+".tmp-")
+func (s *Store) writeAtomic(bucket, suffix string, doc []byte) (time.Time, error) {
+	tmp, err := os.CreateTemp(s.dir, "."+bucket+suffix+".tmp-")
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%w: put %q: create temp file: %w", store.ErrUnavailable, bucket, err)
 	}
@@ -451,7 +522,7 @@ func (s *Store) writeFile(bucket string, doc []byte) (time.Time, error) {
 	if err := tmp.Close(); err != nil {
 		return time.Time{}, fmt.Errorf("%w: put %q: close temp file: %w", store.ErrUnavailable, bucket, err)
 	}
-	if err := os.Rename(tmpName, s.path(bucket)); err != nil {
+	if err := os.Rename(tmpName, filepath.Join(s.dir, bucket+suffix)); err != nil {
 		return time.Time{}, fmt.Errorf("%w: put %q: rename: %w", store.ErrUnavailable, bucket, err)
 	}
 	committed = true
@@ -475,8 +546,10 @@ func (s *Store) syncDir() error {
 	return nil
 }
 
-// Delete implements store.Store.
-func (s *Store) Delete(ctx context.Context, bucket, ifMatch string) error {
+// Delete implements store.Store. The owner file goes after the
+// configuration, so a crash between the two leaves an owner that means
+// nothing (see readOwner), never a configuration that lost its owner.
+func (s *Store) Delete(ctx context.Context, bucket string, cond store.Cond) error {
 	if err := bucketname.Validate(bucket); err != nil {
 		return err
 	}
@@ -491,12 +564,12 @@ func (s *Store) Delete(ctx context.Context, bucket, ifMatch string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("filestore: delete %q: %w", bucket, err)
 	}
-	if ifMatch != "" {
-		cur, err := s.currentETag(bucket)
+	if cond != (store.Cond{}) {
+		cur, exists, err := s.current(bucket)
 		if err != nil {
 			return err
 		}
-		if err := checkIfMatch(bucket, ifMatch, cur); err != nil {
+		if err := checkCond(bucket, cond, cur, exists); err != nil {
 			return err
 		}
 	}
@@ -512,13 +585,17 @@ func (s *Store) Delete(ctx context.Context, bucket, ifMatch string) error {
 		return fmt.Errorf("%w: delete %q: %w", store.ErrUnavailable, bucket, err)
 	}
 	at := time.Now()
+	ownerErr := os.Remove(s.ownerPath(bucket))
+	if errors.Is(ownerErr, fs.ErrNotExist) {
+		ownerErr = nil
+	}
 	syncErr := s.syncDir()
 	// The file is gone whether or not the directory sync worked, so the index
 	// and subscribers must hear about it either way.
 	s.dropIndex(bucket)
 	s.publish(store.Change{Bucket: bucket, At: at})
-	if syncErr != nil {
-		return fmt.Errorf("%w: delete %q: %w", store.ErrUnavailable, bucket, syncErr)
+	if err := errors.Join(ownerErr, syncErr); err != nil {
+		return fmt.Errorf("%w: delete %q: %w", store.ErrUnavailable, bucket, err)
 	}
 	return nil
 }
@@ -545,7 +622,7 @@ func (s *Store) List(ctx context.Context, prefix, after string, limit int) ([]st
 			if err := ctx.Err(); err != nil {
 				return nil, "", fmt.Errorf("filestore: list: %w", err)
 			}
-			rec, _, err := s.readFile(name)
+			rec, _, err := s.readRecord(name)
 			if errors.Is(err, store.ErrNotFound) {
 				continue // deleted since the index was read
 			}

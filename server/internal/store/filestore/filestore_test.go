@@ -48,7 +48,7 @@ func openStore(t *testing.T, dir string) (*Store, string) {
 
 func mustPut(t *testing.T, s *Store, bucket string, d []byte, ifMatch string) store.Record {
 	t.Helper()
-	rec, err := s.Put(t.Context(), bucket, d, ifMatch)
+	rec, err := s.Put(t.Context(), bucket, d, store.Cond{IfMatch: ifMatch})
 	if err != nil {
 		t.Fatalf("Put(%q): %v", bucket, err)
 	}
@@ -165,7 +165,7 @@ func TestPutIfMatch(t *testing.T) {
 			before, beforeErr := os.ReadFile(path)
 			beforeFiles := dirNames(t, dir)
 
-			_, err := s.Put(t.Context(), "bucket", doc("new"), tt.ifMatch(cur))
+			_, err := s.Put(t.Context(), "bucket", doc("new"), store.Cond{IfMatch: tt.ifMatch(cur)})
 			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
 				t.Fatalf("Put = %v, want %v", err, tt.wantErr)
 			}
@@ -204,7 +204,7 @@ func TestDeleteIfMatch(t *testing.T) {
 			if tt.existing {
 				cur = mustPut(t, s, "bucket", doc("a"), "").ETag
 			}
-			err := s.Delete(t.Context(), "bucket", tt.ifMatch(cur))
+			err := s.Delete(t.Context(), "bucket", store.Cond{IfMatch: tt.ifMatch(cur)})
 			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
 				t.Fatalf("Delete = %v, want %v", err, tt.wantErr)
 			}
@@ -267,7 +267,7 @@ func TestDataPersistsAcrossCloseAndOpen(t *testing.T) {
 	recA := mustPut(t, s1, "bucket-a", doc("a"), "")
 	mustPut(t, s1, "bucket-b", doc("b"), "")
 	mustPut(t, s1, "bucket-c", doc("c"), "")
-	if err := s1.Delete(t.Context(), "bucket-c", ""); err != nil {
+	if err := s1.Delete(t.Context(), "bucket-c", store.Cond{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s1.Close(); err != nil {
@@ -294,7 +294,7 @@ func TestDataPersistsAcrossCloseAndOpen(t *testing.T) {
 		t.Errorf("reopened List = %v", names)
 	}
 	// The reopened store's index must support compare-and-set too.
-	if _, err := s2.Put(t.Context(), "bucket-a", doc("a2"), recA.ETag); err != nil {
+	if _, err := s2.Put(t.Context(), "bucket-a", doc("a2"), store.Cond{IfMatch: recA.ETag}); err != nil {
 		t.Errorf("conditional Put after reopen: %v", err)
 	}
 }
@@ -309,9 +309,12 @@ func TestInvalidBucketNamesAreRejectedWithoutWriting(t *testing.T) {
 		call func(bucket string) error
 	}{
 		{"Get", func(b string) error { _, err := s.Get(t.Context(), b); return err }},
-		{"Put", func(b string) error { _, err := s.Put(t.Context(), b, doc("x"), ""); return err }},
-		{"Put if-match", func(b string) error { _, err := s.Put(t.Context(), b, doc("x"), store.ETag(doc("x"))); return err }},
-		{"Delete", func(b string) error { return s.Delete(t.Context(), b, "") }},
+		{"Put", func(b string) error { _, err := s.Put(t.Context(), b, doc("x"), store.Cond{}); return err }},
+		{"Put if-match", func(b string) error {
+			_, err := s.Put(t.Context(), b, doc("x"), store.Cond{IfMatch: store.ETag(doc("x"))})
+			return err
+		}},
+		{"Delete", func(b string) error { return s.Delete(t.Context(), b, store.Cond{}) }},
 	}
 	for _, op := range ops {
 		for _, name := range names {
@@ -376,12 +379,97 @@ func TestStrayFilesAreIgnored(t *testing.T) {
 	}
 }
 
+func TestClaimIsAnOwnerFileBesideTheConfiguration(t *testing.T) {
+	s, dir := openStore(t, "")
+	if _, err := s.Put(t.Context(), "claimed", doc("a"), store.Cond{Owner: "tenant-a"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := dirNames(t, dir); !slices.Equal(got, []string{".lock", "claimed.owner", "claimed.xml"}) {
+		t.Fatalf("directory holds %v", got)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "claimed.owner"))
+	if err != nil || string(b) != "tenant-a\n" {
+		t.Fatalf("claimed.owner = %q, %v", b, err)
+	}
+	// The owner file is not a bucket of its own.
+	recs, _, err := s.List(t.Context(), "", "", 0)
+	if err != nil || len(recs) != 1 || recs[0].Bucket != "claimed" {
+		t.Fatalf("List = %v, %v", recs, err)
+	}
+	// Operators may transfer a claim by editing the file.
+	if err := os.WriteFile(filepath.Join(dir, "claimed.owner"), []byte("tenant-b\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := s.Get(t.Context(), "claimed"); err != nil || rec.Owner != "tenant-b" {
+		t.Errorf("after the edit: owner %q, %v; want tenant-b", rec.Owner, err)
+	}
+	if err := s.Delete(t.Context(), "claimed", store.Cond{Owner: "tenant-b"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := dirNames(t, dir); !slices.Equal(got, []string{".lock"}) {
+		t.Fatalf("after Delete the directory holds %v", got)
+	}
+}
+
+// A crash between Delete's two removals leaves an owner file with no
+// configuration; it must neither own the next configuration created
+// without a claim nor block the next claim.
+func TestStaleOwnerFileIsReplacedWhenTheBucketIsCreated(t *testing.T) {
+	tests := []struct {
+		name      string
+		cond      store.Cond
+		wantOwner string
+		wantFiles []string
+	}{
+		{"admin creates", store.Cond{}, "", []string{".lock", "bucket.xml"}},
+		{"another tenant claims", store.Cond{Owner: "tenant-b"}, "tenant-b", []string{".lock", "bucket.owner", "bucket.xml"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, dir := openStore(t, "")
+			if err := os.WriteFile(filepath.Join(dir, "bucket.owner"), []byte("stale-tenant\n"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Get(t.Context(), "bucket"); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("an owner file alone is a configuration: %v", err)
+			}
+			rec, err := s.Put(t.Context(), "bucket", doc("x"), tt.cond)
+			if err != nil || rec.Owner != tt.wantOwner {
+				t.Fatalf("Put = owner %q, %v; want %q", rec.Owner, err, tt.wantOwner)
+			}
+			if got, err := s.Get(t.Context(), "bucket"); err != nil || got.Owner != tt.wantOwner {
+				t.Errorf("Get = owner %q, %v; want %q", got.Owner, err, tt.wantOwner)
+			}
+			if got := dirNames(t, dir); !slices.Equal(got, tt.wantFiles) {
+				t.Errorf("directory holds %v, want %v", got, tt.wantFiles)
+			}
+		})
+	}
+}
+
+func TestOversizedOwnerFileFailsClosed(t *testing.T) {
+	s, dir := openStore(t, "")
+	if _, err := s.Put(t.Context(), "bucket", doc("x"), store.Cond{Owner: "tenant-a"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bucket.owner"), []byte(strings.Repeat("x", maxOwnerSize+1)), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(t.Context(), "bucket"); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Get = %v, want ErrUnavailable", err)
+	}
+	if _, err := s.Put(t.Context(), "bucket", doc("y"), store.Cond{Owner: "someone"}); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("claiming Put = %v, want ErrUnavailable", err)
+	}
+}
+
 func TestOpenRemovesStaleTempFilesAndKeepsOthers(t *testing.T) {
 	dir := t.TempDir()
 	files := map[string]bool{ // name → kept after Open
-		".bucket.xml.tmp-42": false,
-		"bucket.xml":         true,
-		"README":             true,
+		".bucket.xml.tmp-42":   false,
+		".bucket.owner.tmp-42": false,
+		"bucket.xml":           true,
+		"README":               true,
 	}
 	for name := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), doc("x"), 0o640); err != nil {
@@ -423,7 +511,7 @@ func TestExternalEditIsReported(t *testing.T) {
 				t.Fatalf("Get = %q, %v; want the new content", got.Document, err)
 			}
 			// The index follows too: compare-and-set against the new tag works.
-			if _, err := s.Put(t.Context(), "bucket", doc("newer"), want); err != nil {
+			if _, err := s.Put(t.Context(), "bucket", doc("newer"), store.Cond{IfMatch: want}); err != nil {
 				t.Errorf("Put with the external edit's ETag: %v", err)
 			}
 		})
@@ -554,10 +642,10 @@ func TestChangesAfterCloseIsClosed(t *testing.T) {
 func TestOversizedDocumentsAreRejected(t *testing.T) {
 	s, dir := openStore(t, "")
 	big := make([]byte, MaxDocumentSize+1)
-	if _, err := s.Put(t.Context(), "bucket", big, ""); !errors.Is(err, ErrTooLarge) {
+	if _, err := s.Put(t.Context(), "bucket", big, store.Cond{}); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("Put of %d bytes = %v, want ErrTooLarge", len(big), err)
 	}
-	if _, err := s.Put(t.Context(), "bucket", big[:MaxDocumentSize], ""); err != nil {
+	if _, err := s.Put(t.Context(), "bucket", big[:MaxDocumentSize], store.Cond{}); err != nil {
 		t.Errorf("Put of exactly %d bytes: %v", MaxDocumentSize, err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "huge.xml"), big, 0o640); err != nil {
@@ -619,8 +707,8 @@ func TestMethodsFailAfterClose(t *testing.T) {
 		call func() error
 	}{
 		{"Get", func() error { _, err := s.Get(t.Context(), "bucket"); return err }},
-		{"Put", func() error { _, err := s.Put(t.Context(), "bucket", doc("b"), ""); return err }},
-		{"Delete", func() error { return s.Delete(t.Context(), "bucket", "") }},
+		{"Put", func() error { _, err := s.Put(t.Context(), "bucket", doc("b"), store.Cond{}); return err }},
+		{"Delete", func() error { return s.Delete(t.Context(), "bucket", store.Cond{}) }},
 		{"List", func() error { _, _, err := s.List(t.Context(), "", "", 0); return err }},
 		{"Ping", func() error { return s.Ping(t.Context()) }},
 	}

@@ -20,6 +20,8 @@
 //	      Delete, so it orders writes only between two deletes)
 //	ts    the write time in Unix milliseconds, from the Redis server's clock
 //	wid   a random id of the Put that wrote the record (see below)
+//	owner the principal that claimed the bucket (store.Cond.Owner on the
+//	      Put that created the hash); absent when nobody claimed it
 //
 // # Writes
 //
@@ -410,7 +412,7 @@ func (s *Store) Get(ctx context.Context, bucket string) (store.Record, error) {
 		return store.Record{}, err
 	}
 	defer cancel()
-	vals, err := s.client.HMGet(ctx, s.key(bucket), "doc", "etag", "ts").Result()
+	vals, err := s.client.HMGet(ctx, s.key(bucket), recordFields...).Result()
 	if err != nil {
 		return store.Record{}, s.fail(fmt.Sprintf("get %q", bucket), err)
 	}
@@ -424,10 +426,14 @@ func (s *Store) Get(ctx context.Context, bucket string) (store.Record, error) {
 	return rec, nil
 }
 
-// recordOf builds a record from HMGET doc etag ts; ok is false if the key
+// recordFields are the hash fields a record is read from, in recordOf's
+// order.
+var recordFields = []string{"doc", "etag", "ts", "owner"}
+
+// recordOf builds a record from HMGET recordFields; ok is false if the key
 // does not exist.
 func recordOf(bucket string, vals []any) (store.Record, bool, error) {
-	if len(vals) != 3 {
+	if len(vals) != len(recordFields) {
 		return store.Record{}, false, fmt.Errorf("redisstore: get %q: HMGET returned %d values", bucket, len(vals))
 	}
 	if vals[0] == nil && vals[1] == nil && vals[2] == nil {
@@ -445,7 +451,8 @@ func recordOf(bucket string, vals []any) (store.Record, bool, error) {
 	if err != nil {
 		return store.Record{}, false, fmt.Errorf("redisstore: bucket %q: stored ts %q: %w", bucket, tsStr, err)
 	}
-	return store.Record{Bucket: bucket, Document: []byte(doc), ETag: etag, Updated: time.UnixMilli(ts)}, true, nil
+	owner, _ := vals[3].(string)
+	return store.Record{Bucket: bucket, Document: []byte(doc), ETag: etag, Updated: time.UnixMilli(ts), Owner: owner}, true, nil
 }
 
 // putScript is Put's compare-and-set; see the package documentation.
@@ -457,15 +464,25 @@ func recordOf(bucket string, vals []any) (store.Record, bool, error) {
 //	ARGV[4] write id, unique per Put call
 //	ARGV[5] invalidation channel
 //	ARGV[6] bucket name
+//	ARGV[7] owner condition ("" = none; see store.Cond.Owner)
 //
-// It returns {"ok", ver, ts_ms} or {"precondition", current etag or ""}.
-// Reading TIME before writing is allowed: Redis 7 replicates a script's
-// effects, not the script, so a non-deterministic read cannot make replicas
-// diverge.
+// It returns {"ok", ver, ts_ms, owner}, {"notowner"} or {"precondition",
+// current etag or ""}. Ownership is checked before if-match, so a caller
+// who does not own the bucket learns nothing of its etag. Reading TIME
+// before writing is allowed: Redis 7 replicates a script's effects, not the
+// script, so a non-deterministic read cannot make replicas diverge.
 var putScript = redis.NewScript(`
-local cur = redis.call('HMGET', KEYS[1], 'etag', 'wid', 'ver', 'ts')
+local cur = redis.call('HMGET', KEYS[1], 'etag', 'wid', 'ver', 'ts', 'owner')
 if cur[2] == ARGV[4] then
-  return {'ok', tonumber(cur[3]), cur[4]}
+  return {'ok', tonumber(cur[3]), cur[4], cur[5] or ''}
+end
+local owner = cur[5] or ''
+if ARGV[7] ~= '' then
+  if not cur[1] then
+    owner = ARGV[7]
+  elseif owner ~= ARGV[7] then
+    return {'notowner'}
+  end
 end
 if ARGV[1] ~= '' and cur[1] ~= ARGV[1] then
   return {'precondition', cur[1] or ''}
@@ -473,9 +490,12 @@ end
 local t = redis.call('TIME')
 local ts = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
 redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'etag', ARGV[3], 'ts', ts, 'wid', ARGV[4])
+if owner ~= '' then
+  redis.call('HSET', KEYS[1], 'owner', owner)
+end
 local ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
 redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' ' .. ver .. ' ' .. ts .. ' ' .. ARGV[3])
-return {'ok', ver, ts}
+return {'ok', ver, ts, owner}
 `)
 
 // deleteScript is Delete's compare-and-delete.
@@ -484,12 +504,16 @@ return {'ok', ver, ts}
 //	ARGV[1] if-match ("" = unconditional)
 //	ARGV[2] invalidation channel
 //	ARGV[3] bucket name
+//	ARGV[4] owner condition ("" = none)
 //
-// It returns {"ok", ver, ts_ms} after deleting, {"absent"} when there was
-// nothing to delete (and nothing is announced, since nothing changed), or
-// {"precondition", current etag or ""}.
+// It returns {"ok", ver, ts_ms, ""} after deleting, {"absent"} when there
+// was nothing to delete (and nothing is announced, since nothing changed),
+// {"notowner"} or {"precondition", current etag or ""}.
 var deleteScript = redis.NewScript(`
-local cur = redis.call('HMGET', KEYS[1], 'etag', 'ver')
+local cur = redis.call('HMGET', KEYS[1], 'etag', 'ver', 'owner')
+if ARGV[4] ~= '' and cur[1] and cur[3] ~= ARGV[4] then
+  return {'notowner'}
+end
 if ARGV[1] ~= '' and cur[1] ~= ARGV[1] then
   return {'precondition', cur[1] or ''}
 end
@@ -500,20 +524,20 @@ local t = redis.call('TIME')
 local ts = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
 local ver = (tonumber(cur[2]) or 0) + 1
 redis.call('PUBLISH', ARGV[2], ARGV[3] .. ' ' .. ver .. ' ' .. ts .. ' ')
-return {'ok', ver, ts}
+return {'ok', ver, ts, ''}
 `)
 
 // Put implements store.Store with one script run; see putScript.
-func (s *Store) Put(ctx context.Context, bucket string, doc []byte, ifMatch string) (store.Record, error) {
+func (s *Store) Put(ctx context.Context, bucket string, doc []byte, cond store.Cond) (store.Record, error) {
 	if err := bucketname.Validate(bucket); err != nil {
 		return store.Record{}, err
 	}
-	return s.put(ctx, bucket, doc, ifMatch, rand.Text())
+	return s.put(ctx, bucket, doc, cond, rand.Text())
 }
 
 // put runs putScript with write id wid; tests call it directly to re-send a
 // write the way go-redis does after a lost reply.
-func (s *Store) put(ctx context.Context, bucket string, doc []byte, ifMatch, wid string) (store.Record, error) {
+func (s *Store) put(ctx context.Context, bucket string, doc []byte, cond store.Cond, wid string) (store.Record, error) {
 	ctx, cancel, err := s.begin(ctx)
 	if err != nil {
 		return store.Record{}, err
@@ -526,20 +550,21 @@ func (s *Store) put(ctx context.Context, bucket string, doc []byte, ifMatch, wid
 	}
 	op := fmt.Sprintf("put %q", bucket)
 	reply, err := putScript.Run(ctx, s.client, []string{s.key(bucket)},
-		ifMatch, rec.Document, rec.ETag, wid, s.channel, bucket).Slice()
+		cond.IfMatch, rec.Document, rec.ETag, wid, s.channel, bucket, cond.Owner).Slice()
 	if err != nil {
 		return store.Record{}, s.fail(op, err)
 	}
-	_, ts, err := parseWriteReply(op, bucket, ifMatch, reply)
+	w, err := parseWriteReply(op, bucket, cond.IfMatch, reply)
 	if err != nil {
 		return store.Record{}, err
 	}
-	rec.Updated = time.UnixMilli(ts)
+	rec.Updated = time.UnixMilli(w.ts)
+	rec.Owner = w.owner
 	return rec, nil
 }
 
 // Delete implements store.Store with one script run; see deleteScript.
-func (s *Store) Delete(ctx context.Context, bucket, ifMatch string) error {
+func (s *Store) Delete(ctx context.Context, bucket string, cond store.Cond) error {
 	if err := bucketname.Validate(bucket); err != nil {
 		return err
 	}
@@ -549,36 +574,46 @@ func (s *Store) Delete(ctx context.Context, bucket, ifMatch string) error {
 	}
 	defer cancel()
 	op := fmt.Sprintf("delete %q", bucket)
-	reply, err := deleteScript.Run(ctx, s.client, []string{s.key(bucket)}, ifMatch, s.channel, bucket).Slice()
+	reply, err := deleteScript.Run(ctx, s.client, []string{s.key(bucket)}, cond.IfMatch, s.channel, bucket, cond.Owner).Slice()
 	if err != nil {
 		return s.fail(op, err)
 	}
 	if len(reply) == 1 && reply[0] == "absent" {
 		return nil
 	}
-	_, _, err = parseWriteReply(op, bucket, ifMatch, reply)
+	_, err = parseWriteReply(op, bucket, cond.IfMatch, reply)
 	return err
 }
 
-// parseWriteReply decodes a write script's {"ok", ver, ts} or
-// {"precondition", etag} reply.
-func parseWriteReply(op, bucket, ifMatch string, reply []any) (ver, ts int64, err error) {
+// writeReply is a write script's successful answer.
+type writeReply struct {
+	ver, ts int64
+	owner   string
+}
+
+// parseWriteReply decodes a write script's {"ok", ver, ts, owner},
+// {"notowner"} or {"precondition", etag} reply.
+func parseWriteReply(op, bucket, ifMatch string, reply []any) (writeReply, error) {
+	if len(reply) == 1 && reply[0] == "notowner" {
+		return writeReply{}, fmt.Errorf("%w: bucket %q", store.ErrNotOwner, bucket)
+	}
 	if len(reply) == 2 && reply[0] == "precondition" {
 		if cur, _ := reply[1].(string); cur != "" {
-			return 0, 0, fmt.Errorf("%w: bucket %q is at %s, not %s", store.ErrPreconditionFailed, bucket, cur, ifMatch)
+			return writeReply{}, fmt.Errorf("%w: bucket %q is at %s, not %s", store.ErrPreconditionFailed, bucket, cur, ifMatch)
 		}
-		return 0, 0, fmt.Errorf("%w: bucket %q has no configuration", store.ErrPreconditionFailed, bucket)
+		return writeReply{}, fmt.Errorf("%w: bucket %q has no configuration", store.ErrPreconditionFailed, bucket)
 	}
-	if len(reply) == 3 && reply[0] == "ok" {
+	if len(reply) == 4 && reply[0] == "ok" {
 		ver, okVer := reply[1].(int64)
 		tsStr, okTS := reply[2].(string)
-		if okVer && okTS {
+		owner, okOwner := reply[3].(string)
+		if okVer && okTS && okOwner {
 			if ts, err := strconv.ParseInt(tsStr, 10, 64); err == nil {
-				return ver, ts, nil
+				return writeReply{ver: ver, ts: ts, owner: owner}, nil
 			}
 		}
 	}
-	return 0, 0, fmt.Errorf("redisstore: %s: unexpected script reply %v", op, reply)
+	return writeReply{}, fmt.Errorf("redisstore: %s: unexpected script reply %v", op, reply)
 }
 
 // List implements store.Store. It SCANs the whole keyspace (every master in
@@ -681,7 +716,7 @@ func (s *Store) fetch(ctx context.Context, buckets []string) ([]store.Record, er
 	pipe := s.client.Pipeline()
 	cmds := make([]*redis.SliceCmd, len(buckets))
 	for i, b := range buckets {
-		cmds[i] = pipe.HMGet(ctx, s.key(b), "doc", "etag", "ts")
+		cmds[i] = pipe.HMGet(ctx, s.key(b), recordFields...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, s.fail("list", err)

@@ -151,7 +151,7 @@ func testKeyLayout(t *testing.T, addr string) {
 		}
 	}
 	before := time.Now()
-	if err := s.Delete(t.Context(), "my-bucket", ""); err != nil {
+	if err := s.Delete(t.Context(), "my-bucket", store.Cond{}); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := a.Exists(t.Context(), "corsd:bucket:{my-bucket}").Result(); err != nil || n != 0 {
@@ -166,7 +166,7 @@ func testKeyLayout(t *testing.T, addr string) {
 	}
 	// Deleting nothing changes nothing, so it announces nothing: the next
 	// message is the following Put's.
-	if err := s.Delete(t.Context(), "my-bucket", ""); err != nil {
+	if err := s.Delete(t.Context(), "my-bucket", store.Cond{}); err != nil {
 		t.Fatal(err)
 	}
 	storetest.MustPut(t, s, "other-bucket", doc("x"))
@@ -183,11 +183,11 @@ func testResentPut(t *testing.T, base Options) {
 	// go-redis re-sends a script whose reply was lost; the second run must
 	// not fail the if-match the first run already satisfied, nor write or
 	// announce again.
-	first, err := s.put(t.Context(), "bucket", doc("new"), old.ETag, "write-1")
+	first, err := s.put(t.Context(), "bucket", doc("new"), store.Cond{IfMatch: old.ETag}, "write-1")
 	if err != nil {
 		t.Fatalf("first run: %v", err)
 	}
-	second, err := s.put(t.Context(), "bucket", doc("new"), old.ETag, "write-1")
+	second, err := s.put(t.Context(), "bucket", doc("new"), store.Cond{IfMatch: old.ETag}, "write-1")
 	if err != nil {
 		t.Fatalf("re-sent run: %v", err)
 	}
@@ -201,7 +201,7 @@ func testResentPut(t *testing.T, base Options) {
 	storetest.WaitChange(t, ch, "the write", func(c store.Change) bool { return c.Bucket == "bucket" })
 	storetest.ExpectNothingAnnounced(t, s, ch)
 	// A different write with the same stale if-match still fails.
-	if _, err := s.put(t.Context(), "bucket", doc("newer"), old.ETag, "write-2"); !errors.Is(err, store.ErrPreconditionFailed) {
+	if _, err := s.put(t.Context(), "bucket", doc("newer"), store.Cond{IfMatch: old.ETag}, "write-2"); !errors.Is(err, store.ErrPreconditionFailed) {
 		t.Errorf("another write with the stale if-match = %v, want ErrPreconditionFailed", err)
 	}
 }
@@ -249,7 +249,7 @@ func testVersions(t *testing.T, base Options) {
 	}
 	// The newest etag, not the first.
 	want["bucket-00"] = storetest.MustPut(t, s, "bucket-00", doc("changed")).ETag
-	if err := s.Delete(t.Context(), "bucket-01", ""); err != nil {
+	if err := s.Delete(t.Context(), "bucket-01", store.Cond{}); err != nil {
 		t.Fatal(err)
 	}
 	want["bucket-01"] = ""
@@ -284,10 +284,10 @@ func testRejectedNamesWriteNoKey(t *testing.T, base Options, addr string) {
 	s := open(t, base)
 	a := admin(t, addr)
 	for _, name := range []string{"../x", "a b", "UPPER", "x}y{z", ""} {
-		if _, err := s.Put(t.Context(), name, doc("x"), ""); err == nil {
+		if _, err := s.Put(t.Context(), name, doc("x"), store.Cond{}); err == nil {
 			t.Errorf("Put(%q) succeeded", name)
 		}
-		if err := s.Delete(t.Context(), name, ""); err == nil {
+		if err := s.Delete(t.Context(), name, store.Cond{}); err == nil {
 			t.Errorf("Delete(%q) succeeded", name)
 		}
 	}
@@ -310,7 +310,7 @@ func testForeignData(t *testing.T, base Options, addr string) {
 	if err == nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "WRONGTYPE") {
 		t.Errorf("Get of a string key = %v, want a WRONGTYPE error that is neither not-found nor unavailable", err)
 	}
-	if _, err := s.Put(t.Context(), "bucket", doc("a"), ""); err == nil || errors.Is(err, store.ErrUnavailable) {
+	if _, err := s.Put(t.Context(), "bucket", doc("a"), store.Cond{}); err == nil || errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Put over a string key = %v, want a non-unavailable error", err)
 	}
 }
@@ -439,9 +439,12 @@ func testUnavailable(t *testing.T, start func(t *testing.T) (*redistest.Server, 
 		call func(ctx context.Context) error
 	}{
 		{"Get", func(ctx context.Context) error { _, err := s.Get(ctx, "bucket"); return err }},
-		{"Put", func(ctx context.Context) error { _, err := s.Put(ctx, "bucket", doc("b"), ""); return err }},
-		{"Put if-match", func(ctx context.Context) error { _, err := s.Put(ctx, "bucket", doc("b"), `"x"`); return err }},
-		{"Delete", func(ctx context.Context) error { return s.Delete(ctx, "bucket", "") }},
+		{"Put", func(ctx context.Context) error { _, err := s.Put(ctx, "bucket", doc("b"), store.Cond{}); return err }},
+		{"Put if-match", func(ctx context.Context) error {
+			_, err := s.Put(ctx, "bucket", doc("b"), store.Cond{IfMatch: `"x"`})
+			return err
+		}},
+		{"Delete", func(ctx context.Context) error { return s.Delete(ctx, "bucket", store.Cond{}) }},
 		{"List", func(ctx context.Context) error { _, _, err := s.List(ctx, "", "", 0); return err }},
 		{"Versions", func(ctx context.Context) error { _, err := s.Versions(ctx, []string{"bucket"}); return err }},
 		{"Ping", func(ctx context.Context) error { return s.Ping(ctx) }},
@@ -472,10 +475,10 @@ func TestStoreRecoversWhenRedisRestartsOnTheSamePort(t *testing.T) {
 	ch := s.Changes(t.Context())
 
 	srv.Stop()
-	if _, err := s.Put(t.Context(), "lost", doc("x"), ""); !errors.Is(err, store.ErrUnavailable) {
+	if _, err := s.Put(t.Context(), "lost", doc("x"), store.Cond{}); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Put during the outage = %v, want ErrUnavailable", err)
 	}
-	if err := s.Delete(t.Context(), "kept", ""); !errors.Is(err, store.ErrUnavailable) {
+	if err := s.Delete(t.Context(), "kept", store.Cond{}); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Delete during the outage = %v, want ErrUnavailable", err)
 	}
 	srv.Restart()

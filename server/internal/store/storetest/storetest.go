@@ -60,6 +60,11 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"SlowSubscriberGetsAllInsteadOfBlockingWriters", testSlowSubscriber},
 		{"ChangesChannelIsClosed", testChangesChannelIsClosed},
 		{"ConcurrentPutsWithSameIfMatchExactlyOneWins", testConcurrentPuts},
+		{"ClaimRecordsOwnerOnCreateAndEveryReadReturnsIt", testClaimRecordsOwner},
+		{"OwnerConditionRefusesOthersAndWritesNothing", testOwnerConditionRefusesOthers},
+		{"UnconditionalWritesKeepTheOwner", testUnconditionalWritesKeepOwner},
+		{"DeleteReleasesTheClaim", testDeleteReleasesClaim},
+		{"ConcurrentClaimsExactlyOneWins", testConcurrentClaims},
 		{"CanceledContextStopsWrites", testCanceledContext},
 		{"PingSucceedsAndMethodsFailAfterClose", testMethodsFailAfterClose},
 	}
@@ -77,7 +82,7 @@ func Doc(s string) []byte {
 // MustPut writes d unconditionally and fails the test on error.
 func MustPut(t *testing.T, s store.Store, bucket string, d []byte) store.Record {
 	t.Helper()
-	rec, err := s.Put(t.Context(), bucket, d, "")
+	rec, err := s.Put(t.Context(), bucket, d, store.Cond{})
 	if err != nil {
 		t.Fatalf("Put(%q): %v", bucket, err)
 	}
@@ -115,7 +120,7 @@ func ExpectNothingAnnounced(t *testing.T, s store.Store, ch <-chan store.Change)
 	if c.Bucket != "fence-bucket" {
 		t.Errorf("announced %+v before the fence write; want nothing", c)
 	}
-	if err := s.Delete(t.Context(), "fence-bucket", ""); err != nil {
+	if err := s.Delete(t.Context(), "fence-bucket", store.Cond{}); err != nil {
 		t.Fatalf("Delete(fence-bucket): %v", err)
 	}
 	WaitChange(t, ch, "the fence delete", func(c store.Change) bool { return c.Bucket == "fence-bucket" })
@@ -225,7 +230,7 @@ func testPutIfMatch(t *testing.T, newStore func(t *testing.T) store.Store) {
 			}
 			ch := s.Changes(t.Context())
 
-			rec, err := s.Put(t.Context(), "bucket", Doc("new"), tt.ifMatch(before.ETag))
+			rec, err := s.Put(t.Context(), "bucket", Doc("new"), store.Cond{IfMatch: tt.ifMatch(before.ETag)})
 			if tt.wantErr == nil {
 				if err != nil {
 					t.Fatalf("Put = %v, want success", err)
@@ -260,14 +265,14 @@ func testDeleteIsIdempotent(t *testing.T, newStore func(t *testing.T) store.Stor
 	s := newStore(t)
 	MustPut(t, s, "bucket", Doc("a"))
 	for i := range 2 {
-		if err := s.Delete(t.Context(), "bucket", ""); err != nil {
+		if err := s.Delete(t.Context(), "bucket", store.Cond{}); err != nil {
 			t.Fatalf("Delete #%d: %v", i+1, err)
 		}
 	}
 	if _, err := s.Get(t.Context(), "bucket"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Get after Delete = %v, want ErrNotFound", err)
 	}
-	if err := s.Delete(t.Context(), "never-existed", ""); err != nil {
+	if err := s.Delete(t.Context(), "never-existed", store.Cond{}); err != nil {
 		t.Errorf("Delete of a missing bucket: %v", err)
 	}
 }
@@ -291,7 +296,7 @@ func testDeleteIfMatch(t *testing.T, newStore func(t *testing.T) store.Store) {
 			if tt.existing {
 				before = MustPut(t, s, "bucket", Doc("a"))
 			}
-			err := s.Delete(t.Context(), "bucket", tt.ifMatch(before.ETag))
+			err := s.Delete(t.Context(), "bucket", store.Cond{IfMatch: tt.ifMatch(before.ETag)})
 			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
 				t.Fatalf("Delete = %v, want %v", err, tt.wantErr)
 			}
@@ -391,9 +396,12 @@ func testInvalidBucketNames(t *testing.T, newStore func(t *testing.T) store.Stor
 		call func(bucket string) error
 	}{
 		{"Get", func(b string) error { _, err := s.Get(t.Context(), b); return err }},
-		{"Put", func(b string) error { _, err := s.Put(t.Context(), b, Doc("x"), ""); return err }},
-		{"Put if-match", func(b string) error { _, err := s.Put(t.Context(), b, Doc("x"), store.ETag(Doc("x"))); return err }},
-		{"Delete", func(b string) error { return s.Delete(t.Context(), b, "") }},
+		{"Put", func(b string) error { _, err := s.Put(t.Context(), b, Doc("x"), store.Cond{}); return err }},
+		{"Put if-match", func(b string) error {
+			_, err := s.Put(t.Context(), b, Doc("x"), store.Cond{IfMatch: store.ETag(Doc("x"))})
+			return err
+		}},
+		{"Delete", func(b string) error { return s.Delete(t.Context(), b, store.Cond{}) }},
 	}
 	for _, op := range ops {
 		for _, name := range names {
@@ -438,7 +446,7 @@ func testWritesAnnouncedToAnotherInstance(t *testing.T, newStore func(t *testing
 	}
 
 	before = time.Now()
-	if err := writer.Delete(t.Context(), "shared-bucket", ""); err != nil {
+	if err := writer.Delete(t.Context(), "shared-bucket", store.Cond{}); err != nil {
 		t.Fatal(err)
 	}
 	c = WaitChange(t, ch, "the other instance's Delete", func(c store.Change) bool { return c.Bucket == "shared-bucket" })
@@ -452,7 +460,7 @@ func testEverySubscriberGetsEveryChange(t *testing.T, newStore func(t *testing.T
 	s := newStore(t)
 	subs := []<-chan store.Change{s.Changes(t.Context()), s.Changes(t.Context())}
 	put := MustPut(t, s, "bucket", Doc("a"))
-	if err := s.Delete(t.Context(), "bucket", ""); err != nil {
+	if err := s.Delete(t.Context(), "bucket", store.Cond{}); err != nil {
 		t.Fatal(err)
 	}
 	for i, ch := range subs {
@@ -473,7 +481,7 @@ func testSlowSubscriber(t *testing.T, newStore func(t *testing.T) store.Store) {
 	done := make(chan error, 1)
 	go func() {
 		for i := range writes {
-			if _, err := s.Put(context.Background(), "bucket", Doc(fmt.Sprint(i)), ""); err != nil {
+			if _, err := s.Put(context.Background(), "bucket", Doc(fmt.Sprint(i)), store.Cond{}); err != nil {
 				done <- err
 				return
 			}
@@ -551,7 +559,7 @@ func testConcurrentPuts(t *testing.T, newStore func(t *testing.T) store.Store) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			_, results[i] = s.Put(context.Background(), "bucket", Doc(fmt.Sprint("writer-", i)), base.ETag)
+			_, results[i] = s.Put(context.Background(), "bucket", Doc(fmt.Sprint("writer-", i)), store.Cond{IfMatch: base.ETag})
 		})
 	}
 	close(start)
@@ -577,11 +585,197 @@ func testConcurrentPuts(t *testing.T, newStore func(t *testing.T) store.Store) {
 	}
 }
 
+func testClaimRecordsOwner(t *testing.T, newStore func(t *testing.T) store.Store) {
+	s := newStore(t)
+	rec, err := s.Put(t.Context(), "claimed", Doc("a"), store.Cond{Owner: "tenant-a"})
+	if err != nil {
+		t.Fatalf("claiming Put: %v", err)
+	}
+	if rec.Owner != "tenant-a" {
+		t.Errorf("Put returned owner %q, want tenant-a", rec.Owner)
+	}
+	MustPut(t, s, "unclaimed", Doc("b"))
+	got, err := s.Get(t.Context(), "claimed")
+	if err != nil || got.Owner != "tenant-a" {
+		t.Errorf("Get(claimed) = owner %q, %v; want tenant-a", got.Owner, err)
+	}
+	got, err = s.Get(t.Context(), "unclaimed")
+	if err != nil || got.Owner != "" {
+		t.Errorf("Get(unclaimed) = owner %q, %v; want none", got.Owner, err)
+	}
+	recs, _, err := s.List(t.Context(), "", "", 0)
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	owners := map[string]string{}
+	for _, r := range recs {
+		owners[r.Bucket] = r.Owner
+	}
+	if want := map[string]string{"claimed": "tenant-a", "unclaimed": ""}; !equalMaps(owners, want) {
+		t.Errorf("List owners = %v, want %v", owners, want)
+	}
+	// The owner updates its own bucket under the same condition.
+	rec, err = s.Put(t.Context(), "claimed", Doc("a2"), store.Cond{Owner: "tenant-a", IfMatch: rec.ETag})
+	if err != nil || rec.Owner != "tenant-a" {
+		t.Errorf("owner's update = owner %q, %v; want tenant-a, nil", rec.Owner, err)
+	}
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func testOwnerConditionRefusesOthers(t *testing.T, newStore func(t *testing.T) store.Store) {
+	s := newStore(t)
+	claimed, err := s.Put(t.Context(), "claimed", Doc("a"), store.Cond{Owner: "tenant-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unowned := MustPut(t, s, "unowned", Doc("admin"))
+	tests := []struct {
+		name   string
+		bucket string
+		before store.Record
+		write  func(bucket string) error
+	}{
+		{"put by another tenant", "claimed", claimed, func(b string) error {
+			_, err := s.Put(t.Context(), b, Doc("evil"), store.Cond{Owner: "tenant-b"})
+			return err
+		}},
+		// Ownership is checked first: a wrong if-match must not tell the
+		// intruder whether it guessed the etag.
+		{"put by another tenant with a wrong if-match", "claimed", claimed, func(b string) error {
+			_, err := s.Put(t.Context(), b, Doc("evil"), store.Cond{Owner: "tenant-b", IfMatch: `"nope"`})
+			return err
+		}},
+		{"put by a tenant on a bucket nobody claimed", "unowned", unowned, func(b string) error {
+			_, err := s.Put(t.Context(), b, Doc("evil"), store.Cond{Owner: "tenant-b"})
+			return err
+		}},
+		{"delete by another tenant", "claimed", claimed, func(b string) error {
+			return s.Delete(t.Context(), b, store.Cond{Owner: "tenant-b"})
+		}},
+		{"delete by a tenant on a bucket nobody claimed", "unowned", unowned, func(b string) error {
+			return s.Delete(t.Context(), b, store.Cond{Owner: "tenant-b", IfMatch: unowned.ETag})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ch := s.Changes(t.Context())
+			if err := tt.write(tt.bucket); !errors.Is(err, store.ErrNotOwner) {
+				t.Fatalf("err = %v, want ErrNotOwner", err)
+			}
+			after, err := s.Get(t.Context(), tt.bucket)
+			if err != nil || after.ETag != tt.before.ETag || after.Owner != tt.before.Owner {
+				t.Fatalf("after a refused write: %+v, %v; want unchanged %+v", after, err, tt.before)
+			}
+			ExpectNothingAnnounced(t, s, ch)
+		})
+	}
+	// Deleting a bucket that has no configuration stays idempotent, and
+	// claims nothing.
+	if err := s.Delete(t.Context(), "never-existed", store.Cond{Owner: "tenant-b"}); err != nil {
+		t.Errorf("Delete(missing) with owner: %v", err)
+	}
+}
+
+func testUnconditionalWritesKeepOwner(t *testing.T, newStore func(t *testing.T) store.Store) {
+	s := newStore(t)
+	if _, err := s.Put(t.Context(), "claimed", Doc("a"), store.Cond{Owner: "tenant-a"}); err != nil {
+		t.Fatal(err)
+	}
+	// An admin (or a tenant granted the bucket by pattern) writes without
+	// an owner condition; the claim survives.
+	rec := MustPut(t, s, "claimed", Doc("admin"))
+	if rec.Owner != "tenant-a" {
+		t.Errorf("admin Put returned owner %q, want tenant-a", rec.Owner)
+	}
+	if got, err := s.Get(t.Context(), "claimed"); err != nil || got.Owner != "tenant-a" {
+		t.Errorf("after admin Put: owner %q, %v; want tenant-a", got.Owner, err)
+	}
+	if _, err := s.Put(t.Context(), "claimed", Doc("a3"), store.Cond{Owner: "tenant-a"}); err != nil {
+		t.Errorf("owner's Put after admin Put: %v", err)
+	}
+}
+
+func testDeleteReleasesClaim(t *testing.T, newStore func(t *testing.T) store.Store) {
+	s := newStore(t)
+	if _, err := s.Put(t.Context(), "bucket", Doc("a"), store.Cond{Owner: "tenant-a"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(t.Context(), "bucket", store.Cond{Owner: "tenant-a"}); err != nil {
+		t.Fatalf("owner's Delete: %v", err)
+	}
+	if _, err := s.Get(t.Context(), "bucket"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Get after Delete: %v, want ErrNotFound", err)
+	}
+	// As deleting an S3 bucket frees its name, the next creator claims it.
+	rec, err := s.Put(t.Context(), "bucket", Doc("b"), store.Cond{Owner: "tenant-b"})
+	if err != nil || rec.Owner != "tenant-b" {
+		t.Fatalf("claim after release = owner %q, %v; want tenant-b", rec.Owner, err)
+	}
+	// And an admin creating a bucket leaves it unowned.
+	if err := s.Delete(t.Context(), "bucket", store.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	if rec := MustPut(t, s, "bucket", Doc("admin")); rec.Owner != "" {
+		t.Errorf("admin-created bucket has owner %q", rec.Owner)
+	}
+	if got, err := s.Get(t.Context(), "bucket"); err != nil || got.Owner != "" {
+		t.Errorf("admin-created bucket reads owner %q, %v", got.Owner, err)
+	}
+}
+
+func testConcurrentClaims(t *testing.T, newStore func(t *testing.T) store.Store) {
+	s := newStore(t)
+	const n = 20
+	var (
+		wg      sync.WaitGroup
+		start   = make(chan struct{})
+		results = make([]error, n)
+	)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			_, results[i] = s.Put(context.Background(), "contested", Doc(fmt.Sprint("t", i)), store.Cond{Owner: fmt.Sprint("tenant-", i)})
+		})
+	}
+	close(start)
+	wg.Wait()
+	winner := -1
+	for i, err := range results {
+		switch {
+		case err == nil:
+			if winner >= 0 {
+				t.Fatalf("tenants %d and %d both claimed the bucket", winner, i)
+			}
+			winner = i
+		case !errors.Is(err, store.ErrNotOwner):
+			t.Errorf("tenant %d: %v, want ErrNotOwner", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no claim succeeded")
+	}
+	got, err := s.Get(t.Context(), "contested")
+	if err != nil || got.Owner != fmt.Sprint("tenant-", winner) || string(got.Document) != string(Doc(fmt.Sprint("t", winner))) {
+		t.Fatalf("stored owner %q doc %q, %v; want tenant %d's", got.Owner, got.Document, err, winner)
+	}
+}
+
 func testCanceledContext(t *testing.T, newStore func(t *testing.T) store.Store) {
 	s := newStore(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := s.Put(ctx, "bucket", Doc("a"), ""); !errors.Is(err, context.Canceled) {
+	if _, err := s.Put(ctx, "bucket", Doc("a"), store.Cond{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("Put = %v, want context.Canceled", err)
 	}
 	if _, err := s.Get(t.Context(), "bucket"); !errors.Is(err, store.ErrNotFound) {
@@ -605,8 +799,8 @@ func testMethodsFailAfterClose(t *testing.T, newStore func(t *testing.T) store.S
 		call func() error
 	}{
 		{"Get", func() error { _, err := s.Get(t.Context(), "bucket"); return err }},
-		{"Put", func() error { _, err := s.Put(t.Context(), "bucket", Doc("b"), ""); return err }},
-		{"Delete", func() error { return s.Delete(t.Context(), "bucket", "") }},
+		{"Put", func() error { _, err := s.Put(t.Context(), "bucket", Doc("b"), store.Cond{}); return err }},
+		{"Delete", func() error { return s.Delete(t.Context(), "bucket", store.Cond{}) }},
 		{"List", func() error { _, _, err := s.List(t.Context(), "", "", 0); return err }},
 		{"Ping", func() error { return s.Ping(t.Context()) }},
 	}

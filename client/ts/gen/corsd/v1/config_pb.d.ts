@@ -96,6 +96,15 @@ export declare type PutBucketCorsResponse = Message<"corsd.v1.PutBucketCorsRespo
    * @generated from field: repeated corsd.v1.Finding findings = 2;
    */
   findings: Finding[];
+
+  /**
+   * The principal that claimed the bucket by creating its configuration
+   * (corsd serve --claim-buckets); empty when nobody claimed it, e.g. when
+   * it was written by an admin or by a tenant the auth file grants it to.
+   *
+   * @generated from field: string owner = 3;
+   */
+  owner: string;
 };
 
 /**
@@ -157,6 +166,15 @@ export declare type GetBucketCorsResponse = Message<"corsd.v1.GetBucketCorsRespo
    * @generated from field: google.protobuf.Timestamp update_time = 4;
    */
   updateTime?: Timestamp | undefined;
+
+  /**
+   * The principal that claimed the bucket by creating its configuration
+   * (corsd serve --claim-buckets); empty when nobody claimed it, e.g. when
+   * it was written by an admin or by a tenant the auth file grants it to.
+   *
+   * @generated from field: string owner = 5;
+   */
+  owner: string;
 };
 
 /**
@@ -306,6 +324,15 @@ export declare type BucketCorsSummary = Message<"corsd.v1.BucketCorsSummary"> & 
    * @generated from field: int32 rule_count = 4;
    */
   ruleCount: number;
+
+  /**
+   * The principal that claimed the bucket by creating its configuration
+   * (corsd serve --claim-buckets); empty when nobody claimed it, e.g. when
+   * it was written by an admin or by a tenant the auth file grants it to.
+   *
+   * @generated from field: string owner = 5;
+   */
+  owner: string;
 };
 
 /**
