@@ -423,10 +423,12 @@ func listen(addr string) (net.Listener, error) {
 }
 
 func (a *App) buildGRPC() {
-	var creds []grpc.ServerOption
+	// ConnectionTimeout bounds the TLS handshake and the client's HTTP/2
+	// preface, so connections that open and then say nothing (slowloris)
+	// are closed as the HTTP listener's ReadHeaderTimeout closes them.
+	creds := []grpc.ServerOption{grpc.ConnectionTimeout(a.cfg.ReadHeaderTimeout)}
 	if a.tls != nil {
-		creds = append(creds, grpc.Creds(credentials.NewTLS(a.tls.ServerConfig())),
-			grpc.ConnectionTimeout(a.cfg.ReadHeaderTimeout)) // bounds the handshake
+		creds = append(creds, grpc.Creds(credentials.NewTLS(a.tls.ServerConfig())))
 	}
 	a.grpcSrv = grpc.NewServer(append(creds,
 		grpc.ChainUnaryInterceptor(a.grpcInterceptors()...),
