@@ -278,7 +278,11 @@ func (s *Service) PutBucketCors(ctx context.Context, req *corsdv1.PutBucketCorsR
 	if err != nil {
 		return nil, err
 	}
-	s.audit(ctx, "put", req.GetBucket(), old, rec.ETag, slog.String("owner", rec.Owner))
+	var owner []slog.Attr
+	if rec.Owner != "" {
+		owner = append(owner, slog.String("owner", rec.Owner))
+	}
+	s.audit(ctx, "put", req.GetBucket(), old, rec.ETag, owner...)
 	s.cache.Set(&cache.Entry{Bucket: rec.Bucket, RuleSet: rs, ETag: rec.ETag, Updated: rec.Updated})
 	// Findings inform; they never block the write (S3 would accept it).
 	return &corsdv1.PutBucketCorsResponse{Etag: rec.ETag, Findings: toProtoFindings(s3cors.Analyze(cfg)), Owner: rec.Owner}, nil

@@ -39,6 +39,7 @@ import (
 	"github.com/corsd/corsd/server/internal/auth"
 	"github.com/corsd/corsd/server/internal/cache"
 	"github.com/corsd/corsd/server/internal/extauthz"
+	"github.com/corsd/corsd/server/internal/jsoncodec"
 	"github.com/corsd/corsd/server/internal/s3cors"
 	"github.com/corsd/corsd/server/internal/store"
 	"github.com/corsd/corsd/server/internal/store/filestore"
@@ -458,10 +459,10 @@ func (a *App) buildGRPC() {
 }
 
 func (a *App) buildHTTP() {
-	opts := connect.WithHandlerOptions(
+	opts := connect.WithHandlerOptions(append([]connect.HandlerOption{
 		connect.WithInterceptors(a.connectInterceptors()...),
 		connect.WithReadMaxBytes(a.cfg.MaxMessageBytes),
-	)
+	}, jsoncodec.HandlerOptions()...)...) // protojson with a fast path for decisions
 	mux := http.NewServeMux()
 	mux.Handle(corsdv1connect.NewDecisionServiceHandler(a.svc, opts))
 	mux.Handle(corsdv1connect.NewConfigServiceHandler(a.svc, opts))

@@ -59,18 +59,21 @@ type Options struct {
 
 // Result is one scenario's measurement.
 type Result struct {
-	Transport   string  `json:"transport"`
-	Call        string  `json:"call"`
-	Concurrency int     `json:"concurrency"`
-	Requests    int64   `json:"requests"`
-	Decisions   int64   `json:"decisions"`
-	Errors      int64   `json:"errors"`
-	Seconds     float64 `json:"seconds"`
-	RPS         float64 `json:"requests_per_second"`
-	DPS         float64 `json:"decisions_per_second"`
-	P50us       float64 `json:"p50_us"`
-	P99us       float64 `json:"p99_us"`
-	P999us      float64 `json:"p999_us"`
+	Transport   string `json:"transport"`
+	Call        string `json:"call"`
+	Concurrency int    `json:"concurrency"`
+	Requests    int64  `json:"requests"`
+	Decisions   int64  `json:"decisions"`
+	Errors      int64  `json:"errors"`
+	// FirstError is the first failed call's error, so a run with errors
+	// says what they were.
+	FirstError string  `json:"first_error,omitempty"`
+	Seconds    float64 `json:"seconds"`
+	RPS        float64 `json:"requests_per_second"`
+	DPS        float64 `json:"decisions_per_second"`
+	P50us      float64 `json:"p50_us"`
+	P99us      float64 `json:"p99_us"`
+	P999us     float64 `json:"p999_us"`
 	// ServerCPUus is the server's CPU time per request in µs (0 when
 	// unknown); per decision for batches, divide by the batch size.
 	ServerCPUus float64 `json:"server_cpu_us_per_request"`
@@ -267,6 +270,9 @@ func Run(ctx context.Context, opts *Options, w *Workload) ([]Result, error) {
 				}
 				if opts.Progress != nil {
 					opts.Progress("  done: %.0f req/s, p50 %.0fµs, p99 %.0fµs, %d errors", r.RPS, r.P50us, r.P99us, r.Errors)
+					if r.FirstError != "" {
+						opts.Progress("  first error: %s", r.FirstError)
+					}
 				}
 				results = append(results, r)
 			}
@@ -282,7 +288,10 @@ func drive(ctx context.Context, opts *Options, conc int, fn func(context.Context
 	ctx, cancel := context.WithTimeout(ctx, opts.Duration)
 	defer cancel()
 	lat := make([][]time.Duration, conc)
-	var errs atomic.Int64
+	var (
+		errs     atomic.Int64
+		firstErr atomic.Pointer[string]
+	)
 	cpu0 := serverCPU(opts.ServerPID)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -299,6 +308,8 @@ func drive(ctx context.Context, opts *Options, conc int, fn func(context.Context
 						break // the scenario ended mid-call
 					}
 					errs.Add(1)
+					msg := err.Error()
+					firstErr.CompareAndSwap(nil, &msg)
 					continue
 				}
 				l = append(l, time.Since(t))
@@ -312,6 +323,9 @@ func drive(ctx context.Context, opts *Options, conc int, fn func(context.Context
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	r := Result{Requests: int64(len(all)), Errors: errs.Load(), Seconds: elapsed}
+	if msg := firstErr.Load(); msg != nil {
+		r.FirstError = *msg
+	}
 	if elapsed > 0 {
 		r.RPS = float64(r.Requests) / elapsed
 	}

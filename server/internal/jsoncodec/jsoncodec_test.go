@@ -1,0 +1,315 @@
+package jsoncodec
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	corsdv1 "github.com/corsd/corsd/gen/corsd/v1"
+)
+
+func allowed() *corsdv1.EvaluateResponse {
+	idx := int32(2)
+	return &corsdv1.EvaluateResponse{Status: 200, Kind: corsdv1.RequestKind_REQUEST_KIND_PREFLIGHT,
+		Verdict: corsdv1.Verdict_VERDICT_ALLOWED, Reason: corsdv1.Reason(1),
+		Headers: []*corsdv1.HttpHeader{
+			{Name: "Access-Control-Allow-Origin", Value: "https://app.example.com"},
+			{Name: "Access-Control-Allow-Methods", Value: "GET, PUT"},
+			{Name: "Access-Control-Max-Age", Value: "3000"},
+			{Name: "Vary", Value: "Origin, Access-Control-Request-Headers, Access-Control-Request-Method"},
+		}, MatchedRuleId: "web", MatchedRuleIndex: &idx, Etag: `"0123456789abcdef"`, DecisionId: "abc-1"}
+}
+
+func refused() *corsdv1.EvaluateResponse {
+	return &corsdv1.EvaluateResponse{Status: 403, Kind: corsdv1.RequestKind_REQUEST_KIND_PREFLIGHT,
+		Verdict: corsdv1.Verdict(2), Error: &corsdv1.S3Error{Code: "AccessForbidden",
+			Message: "CORSResponse: This CORS request is not allowed.", Method: "PUT", ResourceType: "BUCKET",
+			Body: "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessForbidden</Code>\t</Error>"}}
+}
+
+// sameJSON reports whether two JSON texts hold the same value.
+func sameJSON(t *testing.T, a, b []byte) bool {
+	t.Helper()
+	var va, vb any
+	if err := json.Unmarshal(a, &va); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, a)
+	}
+	if err := json.Unmarshal(b, &vb); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, b)
+	}
+	return reflect.DeepEqual(va, vb)
+}
+
+// checkResponse marshals m through the codec and protojson: the texts must
+// hold the same JSON value, and protojson must read the codec's back as m.
+func checkResponse(t *testing.T, m proto.Message) {
+	t.Helper()
+	got, err := New("json").Marshal(m)
+	if err != nil {
+		t.Fatalf("Marshal: %v", err)
+	}
+	want, err := protojson.Marshal(m)
+	if err != nil {
+		t.Fatalf("protojson.Marshal: %v", err)
+	}
+	if !sameJSON(t, got, want) {
+		t.Fatalf("codec wrote %s\nprotojson writes %s", got, want)
+	}
+	back := m.ProtoReflect().New().Interface()
+	if err := protojson.Unmarshal(got, back); err != nil {
+		t.Fatalf("protojson cannot read %s: %v", got, err)
+	}
+	if !proto.Equal(back, m) {
+		t.Fatalf("round trip changed the message:\n%v\n%v", back, m)
+	}
+}
+
+func TestResponsesAreWrittenAsProtojsonWritesThem(t *testing.T) {
+	zeroIdx := int32(0)
+	tests := []struct {
+		name string
+		msg  proto.Message
+	}{
+		{"allowed preflight", allowed()},
+		{"refused with an S3 error body", refused()},
+		{"empty response", &corsdv1.EvaluateResponse{}},
+		{"rule index 0 is written because it is set", &corsdv1.EvaluateResponse{MatchedRuleIndex: &zeroIdx}},
+		{"negative status", &corsdv1.EvaluateResponse{Status: -5}},
+		{"enum values this build does not know", &corsdv1.EvaluateResponse{Kind: 77, Verdict: -3, Reason: 1000}},
+		{"empty error message", &corsdv1.EvaluateResponse{Error: &corsdv1.S3Error{}}},
+		{"headers with empty members and a nil element", &corsdv1.EvaluateResponse{Headers: []*corsdv1.HttpHeader{{}, nil, {Value: "v"}}}},
+		{"strings needing escapes", &corsdv1.EvaluateResponse{MatchedRuleId: "q\"b\\s/\x00\x1f\x7f\u2028 é 😀", Etag: "\r\n\t\b\f"}},
+		{"explain trace (protojson writes it)", &corsdv1.EvaluateResponse{Status: 200, Trace: []*corsdv1.RuleTrace{{RuleIndex: 1, RuleId: "a", Header: "x"}}}},
+		{"batch", &corsdv1.EvaluateBatchResponse{Responses: []*corsdv1.EvaluateResponse{allowed(), refused(), {}}}},
+		{"empty batch", &corsdv1.EvaluateBatchResponse{}},
+		{"batch with a trace", &corsdv1.EvaluateBatchResponse{Responses: []*corsdv1.EvaluateResponse{allowed(), {Trace: []*corsdv1.RuleTrace{{}}}}}},
+		{"any other message goes to protojson", &corsdv1.EvaluateRequest{Bucket: "b"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { checkResponse(t, tt.msg) })
+	}
+}
+
+func TestInvalidUTF8IsRefusedAsProtojsonRefusesIt(t *testing.T) {
+	for _, m := range []proto.Message{
+		&corsdv1.EvaluateResponse{Etag: "\xff"},
+		&corsdv1.EvaluateResponse{Headers: []*corsdv1.HttpHeader{{Name: "a\xc3"}}},
+		&corsdv1.EvaluateResponse{Error: &corsdv1.S3Error{Body: "\xed\xa0\x80"}},
+		&corsdv1.EvaluateBatchResponse{Responses: []*corsdv1.EvaluateResponse{{}, {DecisionId: "\xff"}}},
+	} {
+		if out, err := New("json").Marshal(m); err == nil {
+			t.Errorf("Marshal(%v) = %q, want protojson's invalid UTF-8 error", m, out)
+		}
+	}
+}
+
+// populate sets field fd of m to a non-zero value, so a test can see
+// whether the fast path carries every field.
+func populate(m protoreflect.Message, fd protoreflect.FieldDescriptor) {
+	scalar := func(fd protoreflect.FieldDescriptor) protoreflect.Value {
+		switch fd.Kind() {
+		case protoreflect.StringKind:
+			return protoreflect.ValueOfString("x-" + string(fd.Name()))
+		case protoreflect.BoolKind:
+			return protoreflect.ValueOfBool(true)
+		case protoreflect.Int32Kind:
+			return protoreflect.ValueOfInt32(7)
+		case protoreflect.EnumKind:
+			return protoreflect.ValueOfEnum(1)
+		}
+		panic("populate: add kind " + fd.Kind().String())
+	}
+	msgWithAll := func(md protoreflect.MessageDescriptor, v protoreflect.Message) protoreflect.Message {
+		for i := range md.Fields().Len() {
+			populate(v, md.Fields().Get(i))
+		}
+		return v
+	}
+	switch {
+	case fd.IsList() && fd.Kind() == protoreflect.MessageKind:
+		l := m.Mutable(fd).List()
+		l.Append(protoreflect.ValueOfMessage(msgWithAll(fd.Message(), l.NewElement().Message())))
+	case fd.IsList():
+		m.Mutable(fd).List().Append(scalar(fd))
+	case fd.Kind() == protoreflect.MessageKind:
+		msgWithAll(fd.Message(), m.Mutable(fd).Message())
+	default:
+		m.Set(fd, scalar(fd))
+	}
+}
+
+// A field added to EvaluateResponse (or to the messages inside it) that the
+// fast path does not write fails here instead of silently vanishing from
+// Connect JSON answers.
+func TestEveryResponseFieldIsWritten(t *testing.T) {
+	fields := (&corsdv1.EvaluateResponse{}).ProtoReflect().Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		t.Run(string(fd.Name()), func(t *testing.T) {
+			m := &corsdv1.EvaluateResponse{}
+			populate(m.ProtoReflect(), fd)
+			checkResponse(t, m)
+			if fd.Number() != 10 { // the trace is protojson's on purpose
+				if _, ok := appendResponse(nil, m); !ok {
+					t.Fatalf("the fast path declined a response with only %s set", fd.Name())
+				}
+			}
+		})
+	}
+}
+
+// checkRequest parses data with the codec and protojson: both must agree
+// on success and on the message.
+func checkRequest(t *testing.T, data []byte) (fast bool) {
+	t.Helper()
+	var viaFast corsdv1.EvaluateRequest
+	fast = parseRequest(data, &viaFast)
+	var viaCodec, viaProtojson corsdv1.EvaluateRequest
+	codecErr := New("json").Unmarshal(data, &viaCodec)
+	pjErr := protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(data, &viaProtojson)
+	if fast && pjErr != nil {
+		t.Fatalf("fast path accepted %q, which protojson refuses: %v", data, pjErr)
+	}
+	if (codecErr == nil) != (pjErr == nil) && len(data) > 0 {
+		t.Fatalf("%q: codec error %v, protojson error %v", data, codecErr, pjErr)
+	}
+	if codecErr == nil && !proto.Equal(&viaCodec, &viaProtojson) {
+		t.Fatalf("%q: codec read %v, protojson reads %v", data, &viaCodec, &viaProtojson)
+	}
+	if fast && !proto.Equal(&viaFast, &viaProtojson) {
+		t.Fatalf("%q: fast path read %v, protojson reads %v", data, &viaFast, &viaProtojson)
+	}
+	return fast
+}
+
+var requestSeeds = []string{
+	`{"bucket":"photos","method":"OPTIONS","origin":"https://app.example","accessControlRequestMethod":"PUT","accessControlRequestHeaders":"content-type, x-amz-date"}`,
+	` { "bucket" : "photos" ,` + "\n\t" + `"method":"GET", "explain": true, "bucketMissing": false, "requestId": "r-1", "key": "a/b.jpg" } `,
+	`{"bucket":"b","access_control_request_method":"PUT","access_control_request_headers":"","bucket_missing":true,"request_id":"x"}`,
+	`{}`,
+	`{"origin":""}`,
+	`{"bucket":"ünïcødé 😀"}`,
+	// Shapes the fast path leaves to protojson:
+	`{"bucket":"a\"b"}`,
+	`{"bucket":"a\u0041"}`,
+	`{"origin":null}`,
+	`{"unknownField":1,"bucket":"b"}`,
+	`{"bucket":"a","bucket":"b"}`,
+	`{"accessControlRequestMethod":"PUT","access_control_request_method":"GET"}`,
+	`{"bucket":1}`,
+	`{"explain":"true"}`,
+	`{"explain":truex}`,
+	`{"bucket":"b"} x`,
+	`{"bucket":"b",}`,
+	`{"bucket":"` + "\xff" + `"}`,
+	`{"bucket":"` + "\x01" + `"}`,
+	`[]`,
+	`{`,
+	``,
+	`null`,
+}
+
+func TestRequestsAreReadAsProtojsonReadsThem(t *testing.T) {
+	fastCount := 0
+	for _, s := range requestSeeds {
+		if checkRequest(t, []byte(s)) {
+			fastCount++
+		}
+	}
+	if fastCount != 6 {
+		t.Errorf("the fast path took %d of the seeds, want the first 6", fastCount)
+	}
+}
+
+// Every EvaluateRequest field, under its JSON name and its proto name, is
+// read by the fast path exactly as protojson reads it.
+func TestEveryRequestFieldIsRead(t *testing.T) {
+	fields := (&corsdv1.EvaluateRequest{}).ProtoReflect().Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		for _, protoNames := range []bool{false, true} {
+			m := &corsdv1.EvaluateRequest{}
+			populate(m.ProtoReflect(), fd)
+			data, err := protojson.MarshalOptions{UseProtoNames: protoNames}.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !checkRequest(t, data) {
+				t.Errorf("the fast path declined %s", data)
+			}
+		}
+	}
+}
+
+func FuzzParseRequest(f *testing.F) {
+	for _, s := range requestSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { checkRequest(t, data) })
+}
+
+func FuzzMarshalResponse(f *testing.F) {
+	f.Add("https://a.example", "GET, PUT", "web", int32(200), int32(1), true)
+	f.Add("\x00\"\\", "\u2028", "\xff", int32(-1), int32(99), false)
+	f.Fuzz(func(t *testing.T, a, b, c string, status, enum int32, withIndex bool) {
+		m := &corsdv1.EvaluateResponse{Status: status, Kind: corsdv1.RequestKind(enum), Verdict: corsdv1.Verdict(enum),
+			Headers: []*corsdv1.HttpHeader{{Name: a, Value: b}}, MatchedRuleId: c, Etag: b, DecisionId: a,
+			Error: &corsdv1.S3Error{Code: c, Message: a, Body: b}}
+		if withIndex {
+			m.MatchedRuleIndex = &enum
+		}
+		got, err := New("json").Marshal(m)
+		want, pjErr := protojson.Marshal(m)
+		if (err == nil) != (pjErr == nil) {
+			t.Fatalf("codec error %v, protojson error %v", err, pjErr)
+		}
+		if err != nil {
+			return
+		}
+		if !sameJSON(t, got, want) {
+			t.Fatalf("codec wrote %s\nprotojson writes %s", got, want)
+		}
+	})
+}
+
+func BenchmarkMarshalResponse(b *testing.B) {
+	m := allowed()
+	c := New("json")
+	buf := make([]byte, 0, 1024)
+	b.Run("codec", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			buf, _ = c.MarshalAppend(buf[:0], m)
+		}
+	})
+	b.Run("protojson", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			buf, _ = protojson.MarshalOptions{}.MarshalAppend(buf[:0], m)
+		}
+	})
+}
+
+func BenchmarkUnmarshalRequest(b *testing.B) {
+	data := []byte(requestSeeds[0])
+	c := New("json")
+	b.Run("codec", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var m corsdv1.EvaluateRequest
+			_ = c.Unmarshal(data, &m)
+		}
+	})
+	b.Run("protojson", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var m corsdv1.EvaluateRequest
+			_ = protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(data, &m)
+		}
+	})
+}
+
