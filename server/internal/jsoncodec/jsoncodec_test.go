@@ -312,4 +312,3 @@ func BenchmarkUnmarshalRequest(b *testing.B) {
 		}
 	})
 }
-
