@@ -2,13 +2,13 @@
 // as connect-go's default JSON codec uses it, plus a fast path for the
 // decision hot path.
 //
-// protojson is reflection-driven: it spends ~9 µs and 66 allocations
+// protojson is reflection-driven: it spends ~5 µs and 37 allocations
 // rendering one EvaluateResponse and ~3 µs and 26 allocations parsing one
 // EvaluateRequest, which made a Connect JSON decision cost 1.6× a Connect
 // JSON health check. The fast path writes EvaluateResponse and
 // EvaluateBatchResponse directly, and parses the common shape of an
-// EvaluateRequest (a flat object of known fields, strings without escapes)
-// directly. Everything else, and any input the fast parser is not sure of,
+// EvaluateRequest or EvaluateBatchRequest (flat objects of known fields,
+// strings without escapes) directly. Everything else, and any input the fast parser is not sure of,
 // goes to protojson, so behaviour (names accepted, errors, unknown fields)
 // stays protojson's. The tests compare both paths on every field and fuzz
 // them against each other.
@@ -79,8 +79,15 @@ func (c *Codec) MarshalAppend(dst []byte, msg any) ([]byte, error) {
 // Unmarshal implements connect.Codec with connect-go's semantics: unknown
 // fields are discarded, an empty payload is an error.
 func (c *Codec) Unmarshal(data []byte, msg any) error {
-	if m, ok := msg.(*corsdv1.EvaluateRequest); ok && parseRequest(data, m) {
-		return nil
+	switch m := msg.(type) {
+	case *corsdv1.EvaluateRequest:
+		if parseRequest(data, m) {
+			return nil
+		}
+	case *corsdv1.EvaluateBatchRequest:
+		if parseBatchRequest(data, m) {
+			return nil
+		}
 	}
 	pm, ok := msg.(proto.Message)
 	if !ok {

@@ -312,3 +312,64 @@ func BenchmarkUnmarshalRequest(b *testing.B) {
 		}
 	})
 }
+
+// checkBatch is checkRequest for EvaluateBatchRequest.
+func checkBatch(t *testing.T, data []byte) (fast bool) {
+	t.Helper()
+	var viaFast corsdv1.EvaluateBatchRequest
+	fast = parseBatchRequest(data, &viaFast)
+	var viaCodec, viaProtojson corsdv1.EvaluateBatchRequest
+	codecErr := New("json").Unmarshal(data, &viaCodec)
+	pjErr := protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(data, &viaProtojson)
+	if fast && pjErr != nil {
+		t.Fatalf("fast path accepted %q, which protojson refuses: %v", data, pjErr)
+	}
+	if (codecErr == nil) != (pjErr == nil) && len(data) > 0 {
+		t.Fatalf("%q: codec error %v, protojson error %v", data, codecErr, pjErr)
+	}
+	if codecErr == nil && !proto.Equal(&viaCodec, &viaProtojson) {
+		t.Fatalf("%q: codec read %v, protojson reads %v", data, &viaCodec, &viaProtojson)
+	}
+	if fast && !proto.Equal(&viaFast, &viaProtojson) {
+		t.Fatalf("%q: fast path read %v, protojson reads %v", data, &viaFast, &viaProtojson)
+	}
+	return fast
+}
+
+var batchSeeds = []string{
+	`{"requests":[` + requestSeeds[0] + `,` + requestSeeds[1] + `,{}]}`,
+	` { "requests" : [ ] } `,
+	`{}`,
+	`{"requests":[{"bucket":"ünï"}]}`,
+	// Shapes the fast path leaves to protojson:
+	`{"requests":[null]}`,
+	`{"requests":null}`,
+	`{"requests":[{"bucket":"a\"b"}]}`,
+	`{"requests":[{}],"requests":[{}]}`,
+	`{"requests":[{}],}`,
+	`{"requests":[{},]}`,
+	`{"other":1,"requests":[]}`,
+	`{"notRequests":[{}]}`,
+	`{"requests":{}}`,
+	`{"requests":[{}]} x`,
+	`{"requests":[{"explain":1}]}`,
+}
+
+func TestBatchRequestsAreReadAsProtojsonReadsThem(t *testing.T) {
+	fastCount := 0
+	for _, s := range batchSeeds {
+		if checkBatch(t, []byte(s)) {
+			fastCount++
+		}
+	}
+	if fastCount != 4 {
+		t.Errorf("the fast path took %d of the seeds, want the first 4", fastCount)
+	}
+}
+
+func FuzzParseBatchRequest(f *testing.F) {
+	for _, s := range batchSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { checkBatch(t, data) })
+}

@@ -14,54 +14,64 @@ import (
 // data), which protojson then parses or refuses with its own error.
 func parseRequest(data []byte, m *corsdv1.EvaluateRequest) bool {
 	p := parser{data: data}
-	var (
-		spans [10][2]int // by field number: a string value's bounds in data
-		bools [10]bool
-		set   uint16 // field numbers present
-	)
+	var f requestFields
+	p.ws()
+	if !p.object(&f) {
+		return false
+	}
+	p.ws()
+	if p.i != len(p.data) {
+		return false
+	}
+	m.Reset()
+	f.apply(string(data), m)
+	return true
+}
+
+// parseBatchRequest parses {"requests":[…]} whose elements parseRequest
+// would accept; false, leaving m untouched, otherwise.
+func parseBatchRequest(data []byte, m *corsdv1.EvaluateBatchRequest) bool {
+	p := parser{data: data}
+	var fs []requestFields
 	p.ws()
 	if !p.consume('{') {
 		return false
 	}
 	p.ws()
 	if !p.consume('}') {
-		for {
-			start, end, ok := p.str()
-			if !ok {
-				return false
-			}
-			num := requestField(data[start:end])
-			if num == 0 || set&(1<<num) != 0 {
-				return false
-			}
-			set |= 1 << num
-			p.ws()
-			if !p.consume(':') {
-				return false
-			}
-			p.ws()
-			switch num {
-			case fieldBucketMissing, fieldExplain:
-				b, ok := p.boolean()
-				if !ok {
+		start, end, ok := p.str()
+		if !ok || string(data[start:end]) != "requests" {
+			return false
+		}
+		p.ws()
+		if !p.consume(':') {
+			return false
+		}
+		p.ws()
+		if !p.consume('[') {
+			return false
+		}
+		p.ws()
+		if !p.consume(']') {
+			fs = make([]requestFields, 0, 16)
+			for {
+				fs = append(fs, requestFields{})
+				if !p.object(&fs[len(fs)-1]) {
 					return false
 				}
-				bools[num] = b
-			default:
-				start, end, ok := p.str()
-				if !ok {
-					return false
-				}
-				spans[num] = [2]int{start, end}
-			}
-			p.ws()
-			if p.consume(',') {
 				p.ws()
-				continue
+				if p.consume(',') {
+					p.ws()
+					continue
+				}
+				if p.consume(']') {
+					break
+				}
+				return false
 			}
-			if p.consume('}') {
-				break
-			}
+		}
+		p.ws()
+		if !p.consume('}') {
 			return false
 		}
 	}
@@ -69,27 +79,96 @@ func parseRequest(data []byte, m *corsdv1.EvaluateRequest) bool {
 	if p.i != len(p.data) {
 		return false
 	}
-	// One conversion for all values: the fields share its memory.
-	all := string(data)
-	val := func(num int) string { return all[spans[num][0]:spans[num][1]] }
+	m.Reset()
+	if len(fs) > 0 {
+		// One conversion for the whole body; every value shares it, and
+		// the messages are allocated together.
+		all := string(data)
+		msgs := make([]corsdv1.EvaluateRequest, len(fs))
+		m.Requests = make([]*corsdv1.EvaluateRequest, len(fs))
+		for i := range fs {
+			fs[i].apply(all, &msgs[i])
+			m.Requests[i] = &msgs[i]
+		}
+	}
+	return true
+}
+
+// requestFields is one parsed request object: where each string value
+// lies in the body, the booleans, and which fields were present.
+type requestFields struct {
+	spans [10][2]int // by field number
+	bools [10]bool
+	set   uint16 // field numbers present
+}
+
+// apply fills m (which must be empty) from f; all is the whole body as a
+// string, so values are substrings of one allocation.
+func (f *requestFields) apply(all string, m *corsdv1.EvaluateRequest) {
+	val := func(num int) string { return all[f.spans[num][0]:f.spans[num][1]] }
 	opt := func(num int) *string {
-		if set&(1<<num) == 0 {
+		if f.set&(1<<num) == 0 {
 			return nil
 		}
 		v := val(num)
 		return &v
 	}
-	m.Reset()
 	m.Bucket = val(fieldBucket)
 	m.Key = val(fieldKey)
 	m.Method = val(fieldMethod)
 	m.RequestId = val(fieldRequestID)
-	m.BucketMissing = bools[fieldBucketMissing]
-	m.Explain = bools[fieldExplain]
+	m.BucketMissing = f.bools[fieldBucketMissing]
+	m.Explain = f.bools[fieldExplain]
 	m.Origin = opt(fieldOrigin)
 	m.AccessControlRequestMethod = opt(fieldACRM)
 	m.AccessControlRequestHeaders = opt(fieldACRH)
-	return true
+}
+
+// object parses one request object into f.
+func (p *parser) object(f *requestFields) bool {
+	if !p.consume('{') {
+		return false
+	}
+	p.ws()
+	if p.consume('}') {
+		return true
+	}
+	for {
+		start, end, ok := p.str()
+		if !ok {
+			return false
+		}
+		num := requestField(p.data[start:end])
+		if num == 0 || f.set&(1<<num) != 0 {
+			return false
+		}
+		f.set |= 1 << num
+		p.ws()
+		if !p.consume(':') {
+			return false
+		}
+		p.ws()
+		switch num {
+		case fieldBucketMissing, fieldExplain:
+			b, ok := p.boolean()
+			if !ok {
+				return false
+			}
+			f.bools[num] = b
+		default:
+			start, end, ok := p.str()
+			if !ok {
+				return false
+			}
+			f.spans[num] = [2]int{start, end}
+		}
+		p.ws()
+		if p.consume(',') {
+			p.ws()
+			continue
+		}
+		return p.consume('}')
+	}
 }
 
 // EvaluateRequest's field numbers.
