@@ -108,6 +108,7 @@ func serve(args []string, getenv func(string) string, stderr io.Writer) int {
 	fs.IntVar(&cfg.CacheMaxEntries, "cache-max-entries", cfg.CacheMaxEntries, "compiled bucket configurations kept in memory")
 	fs.DurationVar(&cfg.RescanInterval, "rescan-interval", cfg.RescanInterval, "embedded store: how often the data directory is fully rescanned to catch missed file events")
 	fs.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", cfg.MaxMessageBytes, "largest request message accepted on either listener")
+	fs.IntVar(&cfg.CompressMinBytes, "compress-min-bytes", cfg.CompressMinBytes, "HTTP listener: responses smaller than this are sent uncompressed even when the client accepts gzip (compressing a single decision costs more CPU than making it)")
 	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", cfg.ReadHeaderTimeout, "time a new connection has to send its request headers (HTTP listener) or its TLS handshake and HTTP/2 preface (gRPC listener) before it is closed")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "HTTP listener: keep-alive connections idle longer are closed")
 	fs.DurationVar(&cfg.MaxConnectionAge, "max-connection-age", cfg.MaxConnectionAge, "gRPC listener: connections are closed (gracefully) after this age so gateways rebalance across replicas")

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -250,5 +252,46 @@ func TestDebugEndpoints(t *testing.T) {
 	}
 	if code, _ := httpGet(t, http.DefaultClient, "http://"+s.DebugAddr+"/debug/pprof/"); code != 200 {
 		t.Fatalf("pprof: %d", code)
+	}
+}
+
+// A single decision is answered uncompressed even to a client that accepts
+// gzip (compressing it costs more than making it); a large listing is
+// still compressed.
+func TestOnlyLargeResponsesAreCompressed(t *testing.T) {
+	s := startServer(t, t.TempDir(), "--compress-min-bytes", "1024")
+	ctx := ctxT(t)
+	c := allClients(t, s)[0]
+	doc := `[{"AllowedOrigins":["https://a.example"],"AllowedMethods":["GET"]}]`
+	for i := range 40 {
+		if _, err := c.config.PutBucketCors(ctx, &corsdv1.PutBucketCorsRequest{Bucket: fmt.Sprintf("bucket-%03d", i),
+			Document: &corsdv1.PutBucketCorsRequest_Json{Json: doc}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	post := func(procedure, body string) (encoding string, size int) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.baseURL()+procedure, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept-Encoding", "gzip") // set by hand, so the client does not decode it
+		resp, err := httpClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %s", procedure, resp.StatusCode, b)
+		}
+		return resp.Header.Get("Content-Encoding"), len(b)
+	}
+	if enc, n := post("/corsd.v1.DecisionService/Evaluate", `{"bucket":"bucket-001","method":"OPTIONS","origin":"https://a.example","accessControlRequestMethod":"GET"}`); enc != "" {
+		t.Errorf("a %d-byte decision was sent with Content-Encoding %q", n, enc)
+	}
+	if enc, n := post("/corsd.v1.ConfigService/ListBucketCors", `{}`); enc != "gzip" {
+		t.Errorf("a %d-byte listing was sent with Content-Encoding %q, want gzip", n, enc)
 	}
 }
