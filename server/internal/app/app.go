@@ -694,8 +694,19 @@ func (a *App) connectInterceptors() []connect.Interceptor {
 // callTimeoutGRPC bounds every call server-side: a client that sends no
 // deadline (or an absurd one) cannot hold a handler, a store read or a
 // connection for longer than d.
+// boundedWithin reports whether ctx already ends within d (the client sent
+// a shorter deadline, as gateways do), so the call timeout need not add
+// a timer of its own to every call.
+func boundedWithin(ctx context.Context, d time.Duration) bool {
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) <= d
+}
+
 func callTimeoutGRPC(d time.Duration) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if boundedWithin(ctx, d) {
+			return handler(ctx, req)
+		}
 		ctx, cancel := context.WithTimeout(ctx, d)
 		defer cancel()
 		return handler(ctx, req)
@@ -706,6 +717,9 @@ func callTimeoutGRPC(d time.Duration) grpc.UnaryServerInterceptor {
 func callTimeoutConnect(d time.Duration) connect.UnaryInterceptorFunc {
 	return func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			if boundedWithin(ctx, d) {
+				return next(ctx, req)
+			}
 			ctx, cancel := context.WithTimeout(ctx, d)
 			defer cancel()
 			return next(ctx, req)

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -89,6 +90,26 @@ func TestCallTimeoutBoundsEveryCall(t *testing.T) {
 		return nil, check(ctx)
 	})(long, connect.NewRequest(&emptypb.Empty{}))
 	if err != nil {
+		t.Fatal("connect:", err)
+	}
+	// A client deadline shorter than the bound is kept as it is: no timer
+	// of the interceptor's own on the hot path.
+	short, cancelShort := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancelShort()
+	same := func(ctx context.Context) error {
+		if ctx != short {
+			return errors.New("the interceptor wrapped a context that already ends sooner")
+		}
+		return nil
+	}
+	if _, err := callTimeoutGRPC(50*time.Millisecond)(short, nil, &grpc.UnaryServerInfo{}, func(ctx context.Context, _ any) (any, error) {
+		return nil, same(ctx)
+	}); err != nil {
+		t.Fatal("grpc:", err)
+	}
+	if _, err := callTimeoutConnect(50*time.Millisecond)(func(ctx context.Context, _ connect.AnyRequest) (connect.AnyResponse, error) {
+		return nil, same(ctx)
+	})(short, connect.NewRequest(&emptypb.Empty{})); err != nil {
 		t.Fatal("connect:", err)
 	}
 }
