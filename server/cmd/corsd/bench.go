@@ -30,6 +30,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&opts.GRPCAddr, "grpc-addr", "", "gRPC listener of a running corsd; empty starts one for the run (then its CPU per request is reported)")
 	fs.StringVar(&opts.HTTPAddr, "http-addr", "", "HTTP listener of that running corsd")
 	fs.DurationVar(&opts.Duration, "duration", opts.Duration, "how long each scenario runs")
+	fs.IntVar(&opts.Rounds, "rounds", 1, "run each transport's and concurrency's scenarios this many times in turn; the table shows medians and each target is the median of its per-round ratios (use 3 or more on a noisy machine)")
 	conc := fs.String("concurrency", "1,16,64", "comma-separated concurrencies (closed-loop workers)")
 	transports := fs.String("transports", strings.Join(opts.Transports, ","), "comma-separated transports: grpc, connect-grpc, connect-json")
 	fs.IntVar(&opts.Buckets, "buckets", opts.Buckets, "buckets to configure; their rule sets have 1, 5 and 100 rules in turn")
@@ -135,7 +136,11 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "corsd bench: %v\n", err)
 		return 1
 	}
-	if err := bench.WriteTable(stdout, results); err != nil {
+	summary := bench.Summarize(results)
+	if opts.Rounds > 1 {
+		fmt.Fprintf(stdout, "medians of %d rounds:\n", opts.Rounds)
+	}
+	if err := bench.WriteTable(stdout, summary); err != nil {
 		return 1
 	}
 	maxConc := opts.Concurrency[len(opts.Concurrency)-1]
@@ -143,9 +148,10 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintln(stdout, "\ntargets:")
 	bench.WriteTargets(stdout, targets)
 	if *jsonPath != "" {
-		report := benchReport{Warmup: warm, Results: results, Targets: targets}
+		report := benchReport{Warmup: warm, Results: results, Summary: summary, Targets: targets}
 		report.Options.Duration, report.Options.Concurrency = opts.Duration.String(), opts.Concurrency
 		report.Options.Transports, report.Options.Buckets, report.Options.BatchSize = opts.Transports, opts.Buckets, opts.BatchSize
+		report.Options.Rounds = max(opts.Rounds, 1)
 		b, _ := json.MarshalIndent(report, "", "  ")
 		if err := os.WriteFile(*jsonPath, append(b, '\n'), 0o644); err != nil {
 			fmt.Fprintf(stderr, "corsd bench: --json: %v\n", err)
@@ -169,9 +175,11 @@ type benchReport struct {
 		Transports  []string `json:"transports"`
 		Buckets     int      `json:"buckets"`
 		BatchSize   int      `json:"batch_size"`
+		Rounds      int      `json:"rounds"`
 	} `json:"options"`
 	Warmup  bench.Warmup   `json:"warmup"`
-	Results []bench.Result `json:"results"`
+	Results []bench.Result `json:"results"` // every round of every scenario
+	Summary []bench.Result `json:"summary"` // per scenario, medians over rounds
 	Targets []bench.Target `json:"targets"`
 }
 

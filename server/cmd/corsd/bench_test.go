@@ -15,7 +15,7 @@ import (
 // reports every one with requests, no errors and server CPU.
 func TestBenchShortRunsEveryScenario(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "bench.json")
-	cmd := exec.Command(binPath, "bench", "--short", "--duration", "150ms", "--json", out)
+	cmd := exec.Command(binPath, "bench", "--short", "--duration", "100ms", "--rounds", "2", "--json", out)
 	stdout, err := cmd.Output()
 	if err != nil {
 		var stderr string
@@ -52,8 +52,18 @@ func TestBenchShortRunsEveryScenario(t *testing.T) {
 			}
 		}
 	}
-	if len(report.Results) != 18 || len(report.Targets) != 4 {
-		t.Fatalf("%d results, %d targets", len(report.Results), len(report.Targets))
+	if len(report.Results) != 36 || len(report.Summary) != 18 || len(report.Targets) != 4 {
+		t.Fatalf("%d results, %d summarized, %d targets; want 2 rounds of 18 scenarios and 4 targets", len(report.Results), len(report.Summary), len(report.Targets))
+	}
+	for _, tg := range report.Targets {
+		if !tg.Known || tg.Rounds != 2 {
+			t.Errorf("target %q judged over %d rounds, want 2", tg.Name, tg.Rounds)
+		}
+	}
+	for _, r := range report.Summary {
+		if r.Round != 0 || r.Requests == 0 {
+			t.Errorf("summary %+v is not a median over rounds", r)
+		}
 	}
 }
 

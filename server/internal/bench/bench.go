@@ -47,8 +47,12 @@ type Options struct {
 	GRPCAddr, HTTPAddr string
 	// ServerPID, when known, lets the harness read the server's CPU time
 	// from /proc and report CPU per request.
-	ServerPID   int
-	Duration    time.Duration // per scenario
+	ServerPID int
+	Duration  time.Duration // per scenario
+	// Rounds repeats each transport's and concurrency's scenarios (floor,
+	// Evaluate, batch, floor, …) so their ratios are taken side by side
+	// and the report can use medians; 0 means 1.
+	Rounds      int
 	Concurrency []int
 	Transports  []string
 	Buckets     int // configured buckets; rule sets of 1, 5 and 100 rules in turn
@@ -62,9 +66,12 @@ type Result struct {
 	Transport   string `json:"transport"`
 	Call        string `json:"call"`
 	Concurrency int    `json:"concurrency"`
-	Requests    int64  `json:"requests"`
-	Decisions   int64  `json:"decisions"`
-	Errors      int64  `json:"errors"`
+	// Round is the scenario's round (1…Options.Rounds); 0 in a Summarize
+	// median.
+	Round     int   `json:"round"`
+	Requests  int64 `json:"requests"`
+	Decisions int64 `json:"decisions"`
+	Errors    int64 `json:"errors"`
 	// FirstError is the first failed call's error, so a run with errors
 	// says what they were.
 	FirstError string  `json:"first_error,omitempty"`
@@ -236,6 +243,7 @@ func Run(ctx context.Context, opts *Options, w *Workload) ([]Result, error) {
 		}
 		batches = append(batches, br)
 	}
+	rounds := max(opts.Rounds, 1)
 	var results []Result
 	for _, transport := range opts.Transports {
 		for _, conc := range opts.Concurrency {
@@ -243,38 +251,45 @@ func Run(ctx context.Context, opts *Options, w *Workload) ([]Result, error) {
 			if err != nil {
 				return results, err
 			}
-			for _, call := range []string{CallHealth, CallEvaluate, CallBatch} {
-				if ctx.Err() != nil {
-					cs.close()
-					return results, ctx.Err()
+			for round := 1; round <= rounds; round++ {
+				roundLabel := ""
+				if rounds > 1 {
+					roundLabel = fmt.Sprintf(" (round %d of %d)", round, rounds)
 				}
-				var fn func(ctx context.Context, i int) error
-				perCall := int64(1)
-				switch call {
-				case CallHealth:
-					fn = func(ctx context.Context, _ int) error { return cs.health(ctx) }
-					perCall = 0
-				case CallEvaluate:
-					fn = func(ctx context.Context, i int) error { return cs.evaluate(ctx, w.Requests[i%len(w.Requests)]) }
-				case CallBatch:
-					fn = func(ctx context.Context, i int) error { return cs.batch(ctx, batches[i%len(batches)]) }
-					perCall = int64(opts.BatchSize)
-				}
-				if opts.Progress != nil {
-					opts.Progress("running %-12s %-8s c=%-3d for %s", transport, call, conc, opts.Duration)
-				}
-				r := drive(ctx, opts, conc, fn)
-				r.Transport, r.Call, r.Concurrency, r.Decisions = transport, call, conc, r.Requests*perCall
-				if r.Seconds > 0 {
-					r.DPS = float64(r.Decisions) / r.Seconds
-				}
-				if opts.Progress != nil {
-					opts.Progress("  done: %.0f req/s, p50 %.0fµs, p99 %.0fµs, %d errors", r.RPS, r.P50us, r.P99us, r.Errors)
-					if r.FirstError != "" {
-						opts.Progress("  first error: %s", r.FirstError)
+				for _, call := range []string{CallHealth, CallEvaluate, CallBatch} {
+					if ctx.Err() != nil {
+						cs.close()
+						return results, ctx.Err()
 					}
+					var fn func(ctx context.Context, i int) error
+					perCall := int64(1)
+					switch call {
+					case CallHealth:
+						fn = func(ctx context.Context, _ int) error { return cs.health(ctx) }
+						perCall = 0
+					case CallEvaluate:
+						fn = func(ctx context.Context, i int) error { return cs.evaluate(ctx, w.Requests[i%len(w.Requests)]) }
+					case CallBatch:
+						fn = func(ctx context.Context, i int) error { return cs.batch(ctx, batches[i%len(batches)]) }
+						perCall = int64(opts.BatchSize)
+					}
+					if opts.Progress != nil {
+						opts.Progress("running %-12s %-8s c=%-3d for %s%s", transport, call, conc, opts.Duration, roundLabel)
+					}
+					r := drive(ctx, opts, conc, fn)
+					r.Transport, r.Call, r.Concurrency, r.Decisions = transport, call, conc, r.Requests*perCall
+					r.Round = round
+					if r.Seconds > 0 {
+						r.DPS = float64(r.Decisions) / r.Seconds
+					}
+					if opts.Progress != nil {
+						opts.Progress("  done: %.0f req/s, p50 %.0fµs, p99 %.0fµs, %d errors", r.RPS, r.P50us, r.P99us, r.Errors)
+						if r.FirstError != "" {
+							opts.Progress("  first error: %s", r.FirstError)
+						}
+					}
+					results = append(results, r)
 				}
-				results = append(results, r)
 			}
 			cs.close()
 		}
