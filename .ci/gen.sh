@@ -82,6 +82,18 @@ go_plugin protoc-gen-connect-go \
   connectrpc.com/connect/cmd/protoc-gen-connect-go \
   "$PROTOC_GEN_CONNECT_GO_VERSION" "${PROTOC_GEN_CONNECT_GO_VERSION#v}"
 
+# protoc-gen-go-vtproto (fast Marshal/Size for the decision messages) has
+# no --version, so the installed version is kept in a stamp file. It is the
+# vtprotobuf version go.mod requires, which the generated code links against.
+VTPROTO_MODULE="github.com/planetscale/vtprotobuf"
+PROTOC_GEN_GO_VTPROTO_VERSION="$(gomod_version "$VTPROTO_MODULE" "v0.6.1-0.20240319094008-0393e58bdf10")"
+if [[ ! -x "$BIN/protoc-gen-go-vtproto" ]] ||
+  [[ "$(cat "$BIN/protoc-gen-go-vtproto.version" 2>/dev/null)" != "$PROTOC_GEN_GO_VTPROTO_VERSION" ]]; then
+  echo "installing protoc-gen-go-vtproto $PROTOC_GEN_GO_VTPROTO_VERSION into .tools/bin" >&2
+  GOBIN="$BIN" go install "$VTPROTO_MODULE/cmd/protoc-gen-go-vtproto@$PROTOC_GEN_GO_VTPROTO_VERSION"
+  echo "$PROTOC_GEN_GO_VTPROTO_VERSION" >"$BIN/protoc-gen-go-vtproto.version"
+fi
+
 # protoc-gen-es for the TypeScript/JavaScript client comes from the npm
 # lock file in client/ts, like the rest of that client's dependencies.
 if [[ ! -x client/ts/node_modules/.bin/protoc-gen-es ]]; then

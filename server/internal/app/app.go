@@ -46,6 +46,7 @@ import (
 	"github.com/corsd/corsd/server/internal/store/redisstore"
 	"github.com/corsd/corsd/server/internal/telemetry"
 	"github.com/corsd/corsd/server/internal/tlsconfig"
+	"github.com/corsd/corsd/server/internal/vtcodec"
 )
 
 // Config is every setting of `corsd serve`. cmd/corsd fills it from flags
@@ -436,6 +437,7 @@ func (a *App) buildGRPC() {
 		creds = append(creds, grpc.Creds(credentials.NewTLS(a.tls.ServerConfig())))
 	}
 	a.grpcSrv = grpc.NewServer(append(creds,
+		grpc.ForceServerCodecV2(vtcodec.NewGRPC()), // vtprotobuf marshalling for corsd's messages
 		grpc.ChainUnaryInterceptor(a.grpcInterceptors()...),
 		grpc.MaxHeaderListSize(64<<10),
 		grpc.MaxRecvMsgSize(a.cfg.MaxMessageBytes),
@@ -472,7 +474,8 @@ func (a *App) buildHTTP() {
 		connect.WithInterceptors(a.connectInterceptors()...),
 		connect.WithReadMaxBytes(a.cfg.MaxMessageBytes),
 		compress,
-	}, jsoncodec.HandlerOptions()...)...) // protojson with a fast path for decisions
+		connect.WithCodec(vtcodec.Connect{}), // binary: vtprotobuf marshalling
+	}, jsoncodec.HandlerOptions()...)...) // JSON: protojson with a fast path for decisions
 	mux := http.NewServeMux()
 	mux.Handle(corsdv1connect.NewDecisionServiceHandler(a.svc, opts))
 	mux.Handle(corsdv1connect.NewConfigServiceHandler(a.svc, opts))

@@ -7,9 +7,9 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	corsdv1 "github.com/corsd/corsd/gen/corsd/v1"
+	"github.com/corsd/corsd/server/internal/prototest"
 )
 
 func allowed() *corsdv1.EvaluateResponse {
@@ -107,41 +107,6 @@ func TestInvalidUTF8IsRefusedAsProtojsonRefusesIt(t *testing.T) {
 	}
 }
 
-// populate sets field fd of m to a non-zero value, so a test can see
-// whether the fast path carries every field.
-func populate(m protoreflect.Message, fd protoreflect.FieldDescriptor) {
-	scalar := func(fd protoreflect.FieldDescriptor) protoreflect.Value {
-		switch fd.Kind() {
-		case protoreflect.StringKind:
-			return protoreflect.ValueOfString("x-" + string(fd.Name()))
-		case protoreflect.BoolKind:
-			return protoreflect.ValueOfBool(true)
-		case protoreflect.Int32Kind:
-			return protoreflect.ValueOfInt32(7)
-		case protoreflect.EnumKind:
-			return protoreflect.ValueOfEnum(1)
-		}
-		panic("populate: add kind " + fd.Kind().String())
-	}
-	msgWithAll := func(md protoreflect.MessageDescriptor, v protoreflect.Message) protoreflect.Message {
-		for i := range md.Fields().Len() {
-			populate(v, md.Fields().Get(i))
-		}
-		return v
-	}
-	switch {
-	case fd.IsList() && fd.Kind() == protoreflect.MessageKind:
-		l := m.Mutable(fd).List()
-		l.Append(protoreflect.ValueOfMessage(msgWithAll(fd.Message(), l.NewElement().Message())))
-	case fd.IsList():
-		m.Mutable(fd).List().Append(scalar(fd))
-	case fd.Kind() == protoreflect.MessageKind:
-		msgWithAll(fd.Message(), m.Mutable(fd).Message())
-	default:
-		m.Set(fd, scalar(fd))
-	}
-}
-
 // A field added to EvaluateResponse (or to the messages inside it) that the
 // fast path does not write fails here instead of silently vanishing from
 // Connect JSON answers.
@@ -151,7 +116,7 @@ func TestEveryResponseFieldIsWritten(t *testing.T) {
 		fd := fields.Get(i)
 		t.Run(string(fd.Name()), func(t *testing.T) {
 			m := &corsdv1.EvaluateResponse{}
-			populate(m.ProtoReflect(), fd)
+			prototest.Populate(m.ProtoReflect(), fd)
 			checkResponse(t, m)
 			if fd.Number() != 10 { // the trace is protojson's on purpose
 				if _, ok := appendResponse(nil, m); !ok {
@@ -233,7 +198,7 @@ func TestEveryRequestFieldIsRead(t *testing.T) {
 		fd := fields.Get(i)
 		for _, protoNames := range []bool{false, true} {
 			m := &corsdv1.EvaluateRequest{}
-			populate(m.ProtoReflect(), fd)
+			prototest.Populate(m.ProtoReflect(), fd)
 			data, err := protojson.MarshalOptions{UseProtoNames: protoNames}.Marshal(m)
 			if err != nil {
 				t.Fatal(err)
