@@ -53,11 +53,6 @@ const DefaultRescanInterval = 30 * time.Second
 // cannot make the store read every file at once.
 const maxListLimit = 1000
 
-// subscriberBuffer is each Changes channel's capacity: enough to absorb a
-// burst of writes while a subscriber is busy, small enough that a stuck one
-// costs little before it is switched to an All resync.
-const subscriberBuffer = 64
-
 // lockStripes is the number of per-bucket writer locks. Bucket names hash
 // onto a fixed set so memory stays bounded however many buckets come and go;
 // two buckets sharing a stripe only serialize, which is harmless.
@@ -112,7 +107,8 @@ type Store struct {
 	closed bool
 	index  map[string]entry // bucket → what the store last saw on disk
 	names  []string         // index keys, sorted, for List
-	subs   map[*subscriber]struct{}
+
+	changes *store.Fanout
 
 	closeOnce sync.Once
 	closeErr  error
@@ -124,13 +120,6 @@ type entry struct {
 	etag  string
 	mtime time.Time
 	size  int64
-}
-
-type subscriber struct {
-	ch chan store.Change
-	// resync holds a pending "deliver an All change" request, set when a
-	// change had to be dropped because ch was full.
-	resync chan struct{}
 }
 
 var _ store.Store = (*Store)(nil)
@@ -161,7 +150,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		rescan:   rescan,
 		lockFile: lockFile,
 		index:    make(map[string]entry),
-		subs:     make(map[*subscriber]struct{}),
+		changes:  store.NewFanout(),
 	}
 	for i := range s.stripes {
 		s.stripes[i] = make(chan struct{}, 1)
@@ -687,6 +676,7 @@ func (s *Store) Close() error {
 		s.cancel()
 		watchErr := s.watcher.Close()
 		s.wg.Wait()
+		s.changes.Close()
 		// Writers in flight hold a stripe; wait for them so the lock is not
 		// released while one is still renaming into the directory.
 		for i := range s.stripes {
@@ -727,76 +717,15 @@ func (s *Store) dropIndex(bucket string) bool {
 	return true
 }
 
-// Changes implements store.Store. Each subscriber gets every change through
-// its own buffered channel. Writers never wait for a subscriber: when its
-// buffer is full the change is dropped and an All change is delivered as
-// soon as the subscriber makes room, telling it to resync.
+// Changes implements store.Store with a store.Fanout: writers never wait
+// for a subscriber, and one whose buffer is full gets an All change instead
+// of the changes it missed.
 func (s *Store) Changes(ctx context.Context) <-chan store.Change {
-	sub := &subscriber{
-		ch:     make(chan store.Change, subscriberBuffer),
-		resync: make(chan struct{}, 1),
-	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		close(sub.ch)
-		return sub.ch
-	}
-	s.subs[sub] = struct{}{}
-	// Added under mu while not closed, so Close's wg.Wait never races an Add.
-	s.wg.Add(1)
-	s.mu.Unlock()
-	go s.serve(ctx, sub)
-	return sub.ch
-}
-
-// serve delivers a subscriber's pending All resyncs and closes its channel
-// when ctx is done or the store closes. Any change dropped after an All was
-// queued raises resync again, so a subscriber that resyncs on every All
-// never misses a write.
-func (s *Store) serve(ctx context.Context, sub *subscriber) {
-	defer s.wg.Done()
-	defer func() {
-		s.mu.Lock()
-		delete(s.subs, sub)
-		s.mu.Unlock()
-		// Publishers send only under mu to registered subscribers, so
-		// nothing can send on ch after the delete above.
-		close(sub.ch)
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.ctx.Done():
-			return
-		case <-sub.resync:
-			select {
-			case sub.ch <- store.Change{All: true}:
-			case <-ctx.Done():
-				return
-			case <-s.ctx.Done():
-				return
-			}
-		}
-	}
+	return s.changes.Subscribe(ctx)
 }
 
 // publish offers c to every subscriber without blocking.
-func (s *Store) publish(c store.Change) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for sub := range s.subs {
-		select {
-		case sub.ch <- c:
-		default:
-			select {
-			case sub.resync <- struct{}{}:
-			default: // a resync is already pending; it covers this change
-			}
-		}
-	}
-}
+func (s *Store) publish(c store.Change) { s.changes.Publish(c) }
 
 // watch runs the fsnotify loop and the periodic rescan until Close.
 func (s *Store) watch() {

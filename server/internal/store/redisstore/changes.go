@@ -13,18 +13,6 @@ import (
 	"github.com/corsd/corsd/server/internal/store"
 )
 
-// subscriberBuffer is each Changes channel's capacity: enough to absorb a
-// burst of writes while a subscriber is busy, small enough that a stuck one
-// costs little before it is switched to an All resync.
-const subscriberBuffer = 64
-
-type subscriber struct {
-	ch chan store.Change
-	// resync holds a pending "deliver an All change" request, set when a
-	// change had to be dropped because ch was full.
-	resync chan struct{}
-}
-
 // Changes implements store.Store. All subscribers share one Redis
 // subscription, started by the first call. A call made before that
 // subscription is confirmed waits for it (at most a few timeouts' worth, or
@@ -38,15 +26,15 @@ type subscriber struct {
 // resubscription after a lost connection is also reported as an All change,
 // because messages published meanwhile are lost.
 func (s *Store) Changes(ctx context.Context) <-chan store.Change {
-	sub := &subscriber{
-		ch:     make(chan store.Change, subscriberBuffer),
-		resync: make(chan struct{}, 1),
+	closed := func() <-chan store.Change {
+		ch := make(chan store.Change)
+		close(ch)
+		return ch
 	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		close(sub.ch)
-		return sub.ch
+		return closed()
 	}
 	if !s.listening {
 		s.listening = true
@@ -67,78 +55,25 @@ func (s *Store) Changes(ctx context.Context) <-chan store.Change {
 		// sent with it tells this subscriber to resync.
 		s.log.Warn("redis subscription not confirmed yet; changes will start with a resync", slog.Duration("waited", s.subscribeWait))
 	case <-ctx.Done():
-		close(sub.ch)
-		return sub.ch
+		return closed()
 	case <-s.ctx.Done():
-		close(sub.ch)
-		return sub.ch
+		return closed()
 	}
 
+	// Subscribing under mu orders it against the confirmation, which
+	// publishes its All and closes ready under mu too: a subscriber is
+	// either registered before (and gets the All) or after the
+	// subscription was confirmed.
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
-		close(sub.ch)
-		return sub.ch
+		return closed()
 	}
-	s.subs[sub] = struct{}{}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	go s.serve(ctx, sub)
-	return sub.ch
-}
-
-// serve delivers a subscriber's pending All resyncs and closes its channel
-// when ctx is done or the store closes. Any change dropped after an All was
-// queued raises resync again, so a subscriber that resyncs on every All
-// never misses a write.
-func (s *Store) serve(ctx context.Context, sub *subscriber) {
-	defer s.wg.Done()
-	defer func() {
-		s.mu.Lock()
-		delete(s.subs, sub)
-		s.mu.Unlock()
-		// Publishers send only under mu to registered subscribers, so
-		// nothing can send on ch after the delete above.
-		close(sub.ch)
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.ctx.Done():
-			return
-		case <-sub.resync:
-			select {
-			case sub.ch <- store.Change{All: true}:
-			case <-ctx.Done():
-				return
-			case <-s.ctx.Done():
-				return
-			}
-		}
-	}
+	return s.changes.Subscribe(ctx)
 }
 
 // publish offers c to every subscriber without blocking.
-func (s *Store) publish(c store.Change) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.publishLocked(c)
-}
-
-// publishLocked is publish with s.mu held.
-func (s *Store) publishLocked(c store.Change) {
-	for sub := range s.subs {
-		select {
-		case sub.ch <- c:
-		default:
-			select {
-			case sub.resync <- struct{}{}:
-			default: // a resync is already pending; it covers this change
-			}
-		}
-	}
-}
+func (s *Store) publish(c store.Change) { s.changes.Publish(c) }
 
 // listen owns the Redis subscription until Close. go-redis reconnects and
 // resubscribes by itself after a broken connection; every confirmed
@@ -180,7 +115,7 @@ func (s *Store) listen() {
 					// missed writes. Telling them before closing ready, in
 					// one critical section, keeps the All from reaching a
 					// subscriber that registers because ready is closed.
-					s.publishLocked(store.Change{All: true})
+					s.changes.Publish(store.Change{All: true})
 					close(s.ready)
 					s.mu.Unlock()
 				} else {

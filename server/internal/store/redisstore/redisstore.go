@@ -230,7 +230,7 @@ type Store struct {
 	closed    bool
 	listening bool          // the subscription goroutine has been started
 	ready     chan struct{} // closed when the first subscription is confirmed
-	subs      map[*subscriber]struct{}
+	changes   *store.Fanout
 
 	closeOnce sync.Once
 	closeErr  error
@@ -313,7 +313,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		// for one re-send after a broken first attempt.
 		subscribeWait: 2 * (dial + write + read),
 		ready:         make(chan struct{}),
-		subs:          make(map[*subscriber]struct{}),
+		changes:       store.NewFanout(),
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, startupPingTimeout)
 	defer cancel()
@@ -803,6 +803,7 @@ func (s *Store) Close() error {
 		s.mu.Unlock()
 		s.cancel()
 		s.wg.Wait()
+		s.changes.Close()
 		if err := s.client.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
 			s.closeErr = fmt.Errorf("redisstore: close: %w", err)
 		}
