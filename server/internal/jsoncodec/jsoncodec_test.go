@@ -127,28 +127,35 @@ func TestEveryResponseFieldIsWritten(t *testing.T) {
 	}
 }
 
-// checkRequest parses data with the codec and protojson: both must agree
-// on success and on the message.
-func checkRequest(t *testing.T, data []byte) (fast bool) {
+// checkParse parses data with the fast parser, the codec and protojson
+// into fresh messages from newMsg: codec and protojson must agree on
+// success and on the message, and whatever the fast parser accepts must be
+// what protojson reads. It reports whether the fast parser accepted data.
+func checkParse[M proto.Message](t *testing.T, data []byte, newMsg func() M, parse func([]byte, M) bool) (fast bool) {
 	t.Helper()
-	var viaFast corsdv1.EvaluateRequest
-	fast = parseRequest(data, &viaFast)
-	var viaCodec, viaProtojson corsdv1.EvaluateRequest
-	codecErr := New("json").Unmarshal(data, &viaCodec)
-	pjErr := protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(data, &viaProtojson)
+	viaFast, viaCodec, viaProtojson := newMsg(), newMsg(), newMsg()
+	fast = parse(data, viaFast)
+	codecErr := New("json").Unmarshal(data, viaCodec)
+	pjErr := protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(data, viaProtojson)
 	if fast && pjErr != nil {
 		t.Fatalf("fast path accepted %q, which protojson refuses: %v", data, pjErr)
 	}
 	if (codecErr == nil) != (pjErr == nil) && len(data) > 0 {
 		t.Fatalf("%q: codec error %v, protojson error %v", data, codecErr, pjErr)
 	}
-	if codecErr == nil && !proto.Equal(&viaCodec, &viaProtojson) {
-		t.Fatalf("%q: codec read %v, protojson reads %v", data, &viaCodec, &viaProtojson)
+	if codecErr == nil && !proto.Equal(viaCodec, viaProtojson) {
+		t.Fatalf("%q: codec read %v, protojson reads %v", data, viaCodec, viaProtojson)
 	}
-	if fast && !proto.Equal(&viaFast, &viaProtojson) {
-		t.Fatalf("%q: fast path read %v, protojson reads %v", data, &viaFast, &viaProtojson)
+	if fast && !proto.Equal(viaFast, viaProtojson) {
+		t.Fatalf("%q: fast path read %v, protojson reads %v", data, viaFast, viaProtojson)
 	}
 	return fast
+}
+
+// checkRequest is checkParse for EvaluateRequest.
+func checkRequest(t *testing.T, data []byte) bool {
+	t.Helper()
+	return checkParse(t, data, func() *corsdv1.EvaluateRequest { return &corsdv1.EvaluateRequest{} }, parseRequest)
 }
 
 var requestSeeds = []string{
@@ -278,27 +285,10 @@ func BenchmarkUnmarshalRequest(b *testing.B) {
 	})
 }
 
-// checkBatch is checkRequest for EvaluateBatchRequest.
-func checkBatch(t *testing.T, data []byte) (fast bool) {
+// checkBatch is checkParse for EvaluateBatchRequest.
+func checkBatch(t *testing.T, data []byte) bool {
 	t.Helper()
-	var viaFast corsdv1.EvaluateBatchRequest
-	fast = parseBatchRequest(data, &viaFast)
-	var viaCodec, viaProtojson corsdv1.EvaluateBatchRequest
-	codecErr := New("json").Unmarshal(data, &viaCodec)
-	pjErr := protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(data, &viaProtojson)
-	if fast && pjErr != nil {
-		t.Fatalf("fast path accepted %q, which protojson refuses: %v", data, pjErr)
-	}
-	if (codecErr == nil) != (pjErr == nil) && len(data) > 0 {
-		t.Fatalf("%q: codec error %v, protojson error %v", data, codecErr, pjErr)
-	}
-	if codecErr == nil && !proto.Equal(&viaCodec, &viaProtojson) {
-		t.Fatalf("%q: codec read %v, protojson reads %v", data, &viaCodec, &viaProtojson)
-	}
-	if fast && !proto.Equal(&viaFast, &viaProtojson) {
-		t.Fatalf("%q: fast path read %v, protojson reads %v", data, &viaFast, &viaProtojson)
-	}
-	return fast
+	return checkParse(t, data, func() *corsdv1.EvaluateBatchRequest { return &corsdv1.EvaluateBatchRequest{} }, parseBatchRequest)
 }
 
 var batchSeeds = []string{

@@ -550,6 +550,21 @@ func testChangesChannelIsClosed(t *testing.T, newStore func(t *testing.T) store.
 func testConcurrentPuts(t *testing.T, newStore func(t *testing.T) store.Store) {
 	s := newStore(t)
 	base := MustPut(t, s, "bucket", Doc("base"))
+	winner := race(t, store.ErrPreconditionFailed, func(i int) error {
+		_, err := s.Put(context.Background(), "bucket", Doc(fmt.Sprint("writer-", i)), store.Cond{IfMatch: base.ETag})
+		return err
+	})
+	got, err := s.Get(t.Context(), "bucket")
+	if err != nil || string(got.Document) != string(Doc(fmt.Sprint("writer-", winner))) {
+		t.Fatalf("stored %q, %v; want writer %d's document", got.Document, err, winner)
+	}
+}
+
+// race runs 20 writers at once and returns the index of the one that
+// succeeded, failing the test unless exactly one did and every other
+// failed with loserErr.
+func race(t *testing.T, loserErr error, write func(i int) error) int {
+	t.Helper()
 	const n = 20
 	var (
 		wg      sync.WaitGroup
@@ -559,7 +574,7 @@ func testConcurrentPuts(t *testing.T, newStore func(t *testing.T) store.Store) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			_, results[i] = s.Put(context.Background(), "bucket", Doc(fmt.Sprint("writer-", i)), store.Cond{IfMatch: base.ETag})
+			results[i] = write(i)
 		})
 	}
 	close(start)
@@ -572,17 +587,14 @@ func testConcurrentPuts(t *testing.T, newStore func(t *testing.T) store.Store) {
 				t.Fatalf("writers %d and %d both succeeded", winner, i)
 			}
 			winner = i
-		case !errors.Is(err, store.ErrPreconditionFailed):
-			t.Errorf("writer %d: %v, want ErrPreconditionFailed", i, err)
+		case !errors.Is(err, loserErr):
+			t.Errorf("writer %d: %v, want %v", i, err, loserErr)
 		}
 	}
 	if winner < 0 {
 		t.Fatal("no writer succeeded")
 	}
-	got, err := s.Get(t.Context(), "bucket")
-	if err != nil || string(got.Document) != string(Doc(fmt.Sprint("writer-", winner))) {
-		t.Fatalf("stored %q, %v; want writer %d's document", got.Document, err, winner)
-	}
+	return winner
 }
 
 func testClaimRecordsOwner(t *testing.T, newStore func(t *testing.T) store.Store) {
@@ -736,35 +748,10 @@ func testDeleteReleasesClaim(t *testing.T, newStore func(t *testing.T) store.Sto
 
 func testConcurrentClaims(t *testing.T, newStore func(t *testing.T) store.Store) {
 	s := newStore(t)
-	const n = 20
-	var (
-		wg      sync.WaitGroup
-		start   = make(chan struct{})
-		results = make([]error, n)
-	)
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			_, results[i] = s.Put(context.Background(), "contested", Doc(fmt.Sprint("t", i)), store.Cond{Owner: fmt.Sprint("tenant-", i)})
-		})
-	}
-	close(start)
-	wg.Wait()
-	winner := -1
-	for i, err := range results {
-		switch {
-		case err == nil:
-			if winner >= 0 {
-				t.Fatalf("tenants %d and %d both claimed the bucket", winner, i)
-			}
-			winner = i
-		case !errors.Is(err, store.ErrNotOwner):
-			t.Errorf("tenant %d: %v, want ErrNotOwner", i, err)
-		}
-	}
-	if winner < 0 {
-		t.Fatal("no claim succeeded")
-	}
+	winner := race(t, store.ErrNotOwner, func(i int) error {
+		_, err := s.Put(context.Background(), "contested", Doc(fmt.Sprint("t", i)), store.Cond{Owner: fmt.Sprint("tenant-", i)})
+		return err
+	})
 	got, err := s.Get(t.Context(), "contested")
 	if err != nil || got.Owner != fmt.Sprint("tenant-", winner) || string(got.Document) != string(Doc(fmt.Sprint("t", winner))) {
 		t.Fatalf("stored owner %q doc %q, %v; want tenant %d's", got.Owner, got.Document, err, winner)
