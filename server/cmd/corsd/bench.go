@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,6 +46,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	scaleRulesBuckets := fs.Int("scaling-rules-buckets", 1000, "buckets configured for the rules-per-bucket series")
 	plotPath := fs.String("plot", "", "with --scaling: write the curve as a PNG to this file")
 	plotFrom := fs.String("plot-from", "", "with --plot: redraw the curve from the --json file of an earlier --scaling run, measuring nothing")
+	cpuProfile := fs.String("cpuprofile", "", "write the load generator's own CPU profile to this file (the server's is at its --debug-addr /debug/pprof/profile)")
 	short := fs.Bool("short", false, "a few seconds in all: 300ms per scenario, concurrency 1 and 16, 30 buckets (for CI)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: corsd bench [flags]\n\nDrives Evaluate and EvaluateBatch over each transport at each concurrency, next to\ngrpc.health.v1 Check as the floor, and prints requests/s, decisions/s, latency\npercentiles and server CPU per request. Flags:\n")
@@ -79,6 +81,22 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opts.Progress = func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "corsd bench: --cpuprofile: %v\n", err)
+			return 1
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				fmt.Fprintf(stderr, "corsd bench: --cpuprofile: %v\n", err)
+			}
+		}()
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

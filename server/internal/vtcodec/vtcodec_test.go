@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -165,5 +166,108 @@ func BenchmarkMarshalBatch(b *testing.B) {
 				s.Free()
 			}
 		})
+	}
+}
+
+// The marshal pool's size classes: every Get returns the length asked
+// for, from the smallest power of two from 1 KiB up that holds it; only
+// buffers of a class's exact capacity are kept.
+func TestDirtyPoolSizeClasses(t *testing.T) {
+	for _, tc := range []struct {
+		size, wantCap int
+	}{
+		{1, 1 << 10}, {1 << 10, 1 << 10}, {1<<10 + 1, 2 << 10}, {50_000, 64 << 10},
+		{1 << 20, 1 << 20}, {4 << 20, 4 << 20},
+		{4<<20 + 1, 4<<20 + 1}, // beyond the largest class: allocated, never pooled
+	} {
+		p := &dirtyPool{}
+		b := p.Get(tc.size)
+		if len(*b) != tc.size || cap(*b) != tc.wantCap {
+			t.Errorf("Get(%d): len %d cap %d, want len %d cap %d", tc.size, len(*b), cap(*b), tc.size, tc.wantCap)
+		}
+		p.Put(b)
+		// sync.Pool may drop what was Put, so only the negative is
+		// certain: a buffer beyond the largest class is never handed out
+		// again.
+		if again := p.Get(tc.size); tc.wantCap > 4<<20 && &(*again)[0] == &(*b)[0] {
+			t.Errorf("Get(%d): a buffer beyond the largest class was pooled", tc.size)
+		}
+	}
+	p := &dirtyPool{}
+	odd := make([]byte, 3000) // capacity of no class
+	p.Put(&odd)
+	if b := p.Get(3000); cap(*b) != 4<<10 {
+		t.Errorf("a buffer of capacity 3000 was pooled and handed out: cap %d", cap(*b))
+	}
+}
+
+// Pooled buffers are not zeroed, so a buffer that held a larger answer and
+// is reused for a smaller one must carry only the new answer's bytes.
+func TestReusedBufferCarriesNothingStale(t *testing.T) {
+	c := NewGRPC()
+	big := &corsdv1.EvaluateBatchResponse{}
+	small := &corsdv1.EvaluateBatchResponse{}
+	for i := range 200 {
+		r := &corsdv1.EvaluateResponse{Status: 403, DecisionId: strings.Repeat("x", 40)}
+		big.Responses = append(big.Responses, r)
+		if i < 60 {
+			small.Responses = append(small.Responses, &corsdv1.EvaluateResponse{Status: 200, DecisionId: strings.Repeat("y", 30)})
+		}
+	}
+	want, err := proto.Marshal(small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 50 { // sync.Pool may drop buffers; enough rounds reuse one
+		s, err := c.Marshal(big)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Free()
+		got, err := c.Marshal(small)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Materialize(), want) {
+			t.Fatal("a reused buffer's encoding differs from protobuf-go's")
+		}
+		got.Free()
+	}
+}
+
+// A message that arrives in several buffers (HTTP/2 frames) is joined and
+// read exactly as one that arrived whole, including the UTF-8 check.
+func TestUnmarshalJoinsSplitMessages(t *testing.T) {
+	req := &corsdv1.EvaluateBatchRequest{}
+	for range 100 {
+		req.Requests = append(req.Requests, &corsdv1.EvaluateRequest{Bucket: "photos", Key: strings.Repeat("k", 50), Method: "GET"})
+	}
+	enc, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := append([]byte{}, enc...)
+	bad = append(bad, 0x0a, 0x03, 0x22, 0x01, 0xff) // one more request whose origin is 0xff
+	c := NewGRPC()
+	for _, tc := range []struct {
+		name    string
+		data    []byte
+		wantErr bool
+	}{{"valid", enc, false}, {"invalid UTF-8", bad, true}} {
+		for _, parts := range []int{1, 2, 7} {
+			var slice mem.BufferSlice
+			step := (len(tc.data) + parts - 1) / parts
+			for i := 0; i < len(tc.data); i += step {
+				slice = append(slice, mem.SliceBuffer(tc.data[i:min(i+step, len(tc.data))]))
+			}
+			var got corsdv1.EvaluateBatchRequest
+			err := c.Unmarshal(slice, &got)
+			if (err != nil) != tc.wantErr {
+				t.Errorf("%s in %d parts: err %v, want error %v", tc.name, parts, err, tc.wantErr)
+			}
+			if !tc.wantErr && !proto.Equal(&got, req) {
+				t.Errorf("%s in %d parts: decoded a different message", tc.name, parts)
+			}
+		}
 	}
 }
