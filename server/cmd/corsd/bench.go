@@ -39,6 +39,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	ruleSizes := fs.String("rule-sizes", "1,5,100", "rules per bucket configuration, used in turn")
 	jsonPath := fs.String("json", "", "also write the results and targets as JSON to this file")
 	redisURL := fs.String("redis-url", "", "start the server with this --redis-url instead of the embedded store (only when corsd bench starts it)")
+	serverFlags := fs.String("server-flags", "", "extra flags, space-separated, for the `corsd serve` that corsd bench starts (e.g. \"--compress-min-bytes 4096\")")
 	warmOnly := fs.Bool("warm-only", false, "load, measure the cold misses and RSS, and stop (no load scenarios)")
 	scaling := fs.Bool("scaling", false, "measure the scaling curve instead: warm Evaluate over grpc-go as buckets and rules per bucket grow")
 	scaleBuckets := fs.String("scaling-buckets", "1,10000,1000000", "bucket counts of the scaling curve (5 rules each; a million needs --redis-url: the embedded store fsyncs every write)")
@@ -116,6 +117,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		if *redisURL != "" {
 			extra = append(extra, "--redis-url", *redisURL)
 		}
+		extra = append(extra, strings.Fields(*serverFlags)...)
 		srv, err := bench.StartServer(ctx, exe, dir, extra...)
 		if err != nil {
 			fmt.Fprintf(stderr, "corsd bench: %v\n", err)

@@ -255,15 +255,16 @@ func TestDebugEndpoints(t *testing.T) {
 	}
 }
 
-// A single decision is answered uncompressed even to a client that accepts
-// gzip (compressing it costs more than making it); a large listing is
-// still compressed.
+// With the default --compress-min-bytes, a single decision, even a refusal
+// carrying its S3 error document (over 1 KiB in JSON), is answered
+// uncompressed to a client that accepts gzip (compressing it costs more
+// than making it); a large listing is still compressed.
 func TestOnlyLargeResponsesAreCompressed(t *testing.T) {
-	s := startServer(t, t.TempDir(), "--compress-min-bytes", "1024")
+	s := startServer(t, t.TempDir())
 	ctx := ctxT(t)
 	c := allClients(t, s)[0]
 	doc := `[{"AllowedOrigins":["https://a.example"],"AllowedMethods":["GET"]}]`
-	for i := range 40 {
+	for i := range 80 {
 		if _, err := c.config.PutBucketCors(ctx, &corsdv1.PutBucketCorsRequest{Bucket: fmt.Sprintf("bucket-%03d", i),
 			Document: &corsdv1.PutBucketCorsRequest_Json{Json: doc}}); err != nil {
 			t.Fatal(err)
@@ -288,8 +289,17 @@ func TestOnlyLargeResponsesAreCompressed(t *testing.T) {
 		}
 		return resp.Header.Get("Content-Encoding"), len(b)
 	}
-	if enc, n := post("/corsd.v1.DecisionService/Evaluate", `{"bucket":"bucket-001","method":"OPTIONS","origin":"https://a.example","accessControlRequestMethod":"GET"}`); enc != "" {
-		t.Errorf("a %d-byte decision was sent with Content-Encoding %q", n, enc)
+	for _, tc := range []struct{ name, body string }{
+		{"allowed", `{"bucket":"bucket-001","method":"OPTIONS","origin":"https://a.example","accessControlRequestMethod":"GET"}`},
+		{"refused", `{"bucket":"bucket-001","method":"OPTIONS","origin":"https://evil.example","accessControlRequestMethod":"PUT"}`},
+	} {
+		enc, n := post("/corsd.v1.DecisionService/Evaluate", tc.body)
+		if enc != "" {
+			t.Errorf("%s: a %d-byte decision was sent with Content-Encoding %q", tc.name, n, enc)
+		}
+		if tc.name == "refused" && n <= 1024 {
+			t.Errorf("the refusal is %d bytes: the case no longer proves that answers over 1 KiB go uncompressed", n)
+		}
 	}
 	if enc, n := post("/corsd.v1.ConfigService/ListBucketCors", `{}`); enc != "gzip" {
 		t.Errorf("a %d-byte listing was sent with Content-Encoding %q, want gzip", n, enc)

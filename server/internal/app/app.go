@@ -125,7 +125,7 @@ func DefaultConfig() Config {
 		CacheMaxEntries:    100_000,
 		RescanInterval:     30 * time.Second,
 		MaxMessageBytes:    4 << 20,
-		CompressMinBytes:   1024,
+		CompressMinBytes:   4096,
 		ReadHeaderTimeout:  5 * time.Second,
 		IdleTimeout:        2 * time.Minute,
 		MaxConnectionAge:   10 * time.Minute,

@@ -10,10 +10,10 @@ import (
 // WriteTable prints the results as an aligned table.
 func WriteTable(w io.Writer, results []Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "transport\tcall\tconc\treq/s\tdecisions/s\tp50 µs\tp99 µs\tp999 µs\tsrv CPU µs/req\terrors\t")
+	fmt.Fprintln(tw, "transport\tcall\tconc\treq/s\tdecisions/s\tp50 µs\tp99 µs\tp999 µs\tsrv CPU µs/req\tload CPU µs/req\terrors\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.1f\t%d\t\n", r.Transport, r.Call, r.Concurrency,
-			r.RPS, r.DPS, r.P50us, r.P99us, r.P999us, r.ServerCPUus, r.Errors)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.1f\t%.1f\t%d\t\n", r.Transport, r.Call, r.Concurrency,
+			r.RPS, r.DPS, r.P50us, r.P99us, r.P999us, r.ServerCPUus, r.LoadCPUus, r.Errors)
 	}
 	return tw.Flush()
 }
@@ -76,6 +76,7 @@ func Summarize(results []Result) []Result {
 		m.P99us = med(func(r Result) float64 { return r.P99us })
 		m.P999us = med(func(r Result) float64 { return r.P999us })
 		m.ServerCPUus = med(func(r Result) float64 { return r.ServerCPUus })
+		m.LoadCPUus = med(func(r Result) float64 { return r.LoadCPUus })
 		out = append(out, m)
 	}
 	return out
