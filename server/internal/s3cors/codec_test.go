@@ -281,3 +281,28 @@ func ExampleDecodeXML() {
 	fmt.Println(c, err)
 	// Output: <nil> InvalidRequest: Found unsupported HTTP method in CORS config. Unsupported method is get (rule 1)
 }
+
+// ErrorBody escapes only what an XML parser would change, byte for byte
+// through the ASCII fast path and rune by rune beyond it: markup and CR
+// become references, characters XML cannot carry (controls, invalid
+// UTF-8, U+FFFE) become U+FFFD, and quotes, tabs, newlines and any valid
+// non-ASCII text stay as they are.
+func TestErrorBodyEscapesOnlyWhatXMLNeeds(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"plain text, it's \"quoted\"", "plain text, it's \"quoted\""},
+		{"a&b<c>d", "a&amp;b&lt;c&gt;d"},
+		{"line\r\nnext\ttab", "line&#xD;\nnext\ttab"},
+		{"nul\x00bell\x07del\x7f", "nul\uFFFDbell\uFFFDdel\x7f"},
+		{"café ☕ 𝄞", "café ☕ 𝄞"},
+		{"bad \xff\xfe utf8", "bad \uFFFD\uFFFD utf8"},
+		{"nonchar \uFFFE!", "nonchar \uFFFD!"},
+		{"<&>", "&lt;&amp;&gt;"},
+		{"", ""},
+	} {
+		body := s3cors.ErrorBody("Code", tc.in, "", "", "r", "h")
+		want := "<Message>" + tc.want + "</Message>"
+		if !strings.Contains(body, want) {
+			t.Errorf("message %q: body %q does not contain %q", tc.in, body, want)
+		}
+	}
+}

@@ -38,8 +38,43 @@ type RuleSet struct {
 }
 
 type wildOrigin struct {
-	p    pattern
-	rule uint8
+	p pattern
+	// head is the first 8 bytes of p.suffix, little-endian, when it has
+	// that many (hasHead): compared with the origin's 8 bytes at the same
+	// place, it rejects most patterns without reading either string. The
+	// suffix's head is its most telling part ("https://*.app7.example"
+	// and "https://*.app8.example" share their prefix and their end),
+	// and it lies inline in the list, which match scans in order.
+	head    uint64
+	minLen  int // len(p.prefix) + len(p.suffix)
+	hasHead bool
+	rule    uint8
+}
+
+func newWildOrigin(p pattern, rule uint8) wildOrigin {
+	w := wildOrigin{p: p, rule: rule, minLen: len(p.prefix) + len(p.suffix)}
+	if len(p.suffix) >= 8 {
+		w.head, w.hasHead = le64(p.suffix), true
+	}
+	return w
+}
+
+// match is p.match, with the head compared first.
+func (w *wildOrigin) match(s string) bool {
+	if len(s) < w.minLen {
+		return false
+	}
+	if w.hasHead && le64(s[len(s)-len(w.p.suffix):]) != w.head {
+		return false
+	}
+	return w.p.match(s)
+}
+
+// le64 reads s's first 8 bytes as a little-endian integer (one load).
+func le64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
 // pattern is an AllowedOrigin or AllowedHeader with exactly one '*': the
@@ -137,7 +172,7 @@ func Compile(c *Configuration, opts Options) *RuleSet {
 				cr.origins = append(cr.origins, originMatcher{kind: originAny})
 			case strings.IndexByte(o, '*') >= 0:
 				p := splitPattern(o)
-				rs.wild = append(rs.wild, wildOrigin{p: p, rule: idx})
+				rs.wild = append(rs.wild, newWildOrigin(p, idx))
 				cr.origins = append(cr.origins, originMatcher{kind: originWild, p: p})
 			default:
 				if l := rs.exact[o]; len(l) == 0 || l[len(l)-1] != idx {

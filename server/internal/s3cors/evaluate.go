@@ -291,12 +291,21 @@ func refuse(rs *RuleSet, req *Request, res *Result, status int, code, msg, metho
 	}
 }
 
+const (
+	errorBodyHead = `<?xml version="1.0" encoding="UTF-8"?>` + "\n<Error>"
+	// errorBodyTags is every tag ErrorBody may write after the head.
+	errorBodyTags = "<Code></Code><Message></Message><Method></Method><ResourceType></ResourceType><RequestId></RequestId><HostId></HostId></Error>"
+)
+
 // ErrorBody renders an S3 error document with S3's element order (spec §6):
 // Code, Message, then Method and ResourceType when given, RequestId, HostId.
 func ErrorBody(code, msg, method, resource, requestID, hostID string) string {
 	var b bytes.Buffer
-	b.Grow(len(msg) + 200)
-	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n<Error>")
+	// Room for the declaration, the tags and every value unescaped: one
+	// allocation for the buffer, one for the string.
+	b.Grow(len(errorBodyHead) + len(errorBodyTags) +
+		len(code) + len(msg) + len(method) + len(resource) + len(requestID) + len(hostID))
+	b.WriteString(errorBodyHead)
 	writeElem(&b, "Code", code)
 	writeElem(&b, "Message", msg)
 	if method != "" {
@@ -328,7 +337,7 @@ func (rs *RuleSet) match(origin string, bit uint8, headers string) int {
 	last := -1
 	for {
 		// Advance the wildcard list to its next matching pattern.
-		for len(wild) > 0 && (int(wild[0].rule) <= last || !wild[0].p.match(origin)) {
+		for len(wild) > 0 && (int(wild[0].rule) <= last || !wild[0].match(origin)) {
 			wild = wild[1:]
 		}
 		next := 256

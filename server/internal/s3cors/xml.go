@@ -219,6 +219,30 @@ func writeElem(b *bytes.Buffer, name, v string) {
 func escapeText(b *bytes.Buffer, s string) {
 	last := 0
 	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			// ASCII, nearly every byte of an S3 message: no rune decoding.
+			var esc string
+			switch {
+			case c == '&':
+				esc = "&amp;"
+			case c == '<':
+				esc = "&lt;"
+			case c == '>':
+				esc = "&gt;"
+			case c == '\r':
+				esc = "&#xD;"
+			case c >= 0x20 || c == '\t' || c == '\n':
+				i++
+				continue
+			default:
+				esc = "\uFFFD" // a control character XML cannot carry
+			}
+			b.WriteString(s[last:i])
+			b.WriteString(esc)
+			i++
+			last = i
+			continue
+		}
 		r, n := utf8.DecodeRuneInString(s[i:])
 		var esc string
 		switch {

@@ -81,6 +81,12 @@ func TestEveryMessageRoundTripsThroughProtobufGo(t *testing.T) {
 					t.Errorf("%s via %s: %x, protobuf-go writes %x", name, codec, got, want)
 				}
 			}
+			// The load generator's codec reads what it is sent as
+			// protobuf-go does.
+			back := m.ProtoReflect().New().Interface()
+			if err := NewTrustingGRPC().Unmarshal(mem.BufferSlice{mem.SliceBuffer(want)}, back); err != nil || !proto.Equal(back, m) {
+				t.Errorf("%s via the trusting codec: read back %v, %v; want %v", name, back, err, m)
+			}
 		}
 	}
 }
@@ -248,12 +254,17 @@ func TestUnmarshalJoinsSplitMessages(t *testing.T) {
 	}
 	bad := append([]byte{}, enc...)
 	bad = append(bad, 0x0a, 0x03, 0x22, 0x01, 0xff) // one more request whose origin is 0xff
-	c := NewGRPC()
 	for _, tc := range []struct {
 		name    string
+		codec   *GRPC
 		data    []byte
 		wantErr bool
-	}{{"valid", enc, false}, {"invalid UTF-8", bad, true}} {
+	}{
+		{"valid", NewGRPC(), enc, false},
+		{"invalid UTF-8", NewGRPC(), bad, true},
+		{"valid, trusting", NewTrustingGRPC(), enc, false},
+	} {
+		c := tc.codec
 		for _, parts := range []int{1, 2, 7} {
 			var slice mem.BufferSlice
 			step := (len(tc.data) + parts - 1) / parts
