@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // Options are server-wide choices that shape every answer of a rule set.
@@ -27,47 +28,51 @@ type RuleSet struct {
 	cfg   *Configuration
 	rules []compiledRule
 	// exact maps an AllowedOrigin without '*' to the rules listing it,
-	// ascending and without duplicates.
-	exact map[string][]uint8
+	// ascending and without duplicates: exactRules[v>>32 : v>>32 +
+	// v&0xffffffff]. The value lies in the map's own slot, so a lookup
+	// reads no object of its own.
+	exact      map[string]uint64
+	exactRules []uint8
 	// wild holds every single-wildcard origin pattern ("*" alone excluded),
-	// by rule then by position in the rule.
-	wild []wildOrigin
+	// by rule then by position in the rule; wildPats[i] is wild[i]'s
+	// pattern, read only when wild[i]'s inline test passes.
+	wild     []wildOrigin
+	wildPats []pattern
 	// any lists the rules whose AllowedOrigins include "*", ascending.
 	any  []uint8
 	opts Options
+	// text holds the rule set's strings side by side (see arena), so that
+	// deciding reads a few neighbouring cache lines, not strings scattered
+	// over the heap wherever the decoder allocated them.
+	text [][]byte
 }
 
+// wildOrigin is the part of a wildcard origin that match scans: 24 bytes
+// per pattern, in one array.
 type wildOrigin struct {
-	p pattern
-	// head is the first 8 bytes of p.suffix, little-endian, when it has
+	// head is the first 8 bytes of the suffix, little-endian, when it has
 	// that many (hasHead): compared with the origin's 8 bytes at the same
 	// place, it rejects most patterns without reading either string. The
 	// suffix's head is its most telling part ("https://*.app7.example"
-	// and "https://*.app8.example" share their prefix and their end),
-	// and it lies inline in the list, which match scans in order.
+	// and "https://*.app8.example" share their prefix and their end).
 	head    uint64
-	minLen  int // len(p.prefix) + len(p.suffix)
+	minLen  uint32 // len(prefix) + len(suffix)
+	slen    uint32 // len(suffix)
 	hasHead bool
 	rule    uint8
 }
 
 func newWildOrigin(p pattern, rule uint8) wildOrigin {
-	w := wildOrigin{p: p, rule: rule, minLen: len(p.prefix) + len(p.suffix)}
+	w := wildOrigin{rule: rule, minLen: uint32(len(p.prefix) + len(p.suffix)), slen: uint32(len(p.suffix))}
 	if len(p.suffix) >= 8 {
 		w.head, w.hasHead = le64(p.suffix), true
 	}
 	return w
 }
 
-// match is p.match, with the head compared first.
-func (w *wildOrigin) match(s string) bool {
-	if len(s) < w.minLen {
-		return false
-	}
-	if w.hasHead && le64(s[len(s)-len(w.p.suffix):]) != w.head {
-		return false
-	}
-	return w.p.match(s)
+// mayMatch is the inline test: false means the pattern cannot match s.
+func (w *wildOrigin) mayMatch(s string) bool {
+	return len(s) >= int(w.minLen) && (!w.hasHead || le64(s[len(s)-int(w.slen):]) == w.head)
 }
 
 // le64 reads s's first 8 bytes as a little-endian integer (one load).
@@ -144,25 +149,42 @@ func (m *originMatcher) match(o string) bool {
 // things up and copies pre-rendered strings.
 func Compile(c *Configuration, opts Options) *RuleSet {
 	c = c.Clone()
-	rs := &RuleSet{cfg: c, rules: make([]compiledRule, len(c.Rules)), exact: map[string][]uint8{}, opts: opts}
+	rs := &RuleSet{cfg: c, rules: make([]compiledRule, len(c.Rules)), opts: opts}
+	a := newArena(c)
+	// The clone's strings move into the arena too: the rule set then holds
+	// one copy of each, next to the compiled ones.
+	for i := range c.Rules {
+		r := &c.Rules[i]
+		if r.ID != nil {
+			*r.ID = a.add(*r.ID)
+		}
+		for _, list := range [][]string{r.AllowedMethods, r.AllowedOrigins, r.AllowedHeaders, r.ExposeHeaders} {
+			for j := range list {
+				list[j] = a.add(list[j])
+			}
+		}
+	}
+	exact := map[string][]uint8{}
+	var exactOrder []string
 	for i := range c.Rules {
 		r := &c.Rules[i]
 		cr := &rs.rules[i]
 		idx := uint8(i)
 		if r.ID != nil {
-			cr.id, cr.hasID = *r.ID, true
+			cr.id, cr.hasID = a.add(*r.ID), true
 		}
 		for _, m := range r.AllowedMethods {
 			cr.methods |= methodBit(m)
 		}
-		cr.allowMethods = strings.Join(r.AllowedMethods, ", ")
+		cr.allowMethods = a.add(strings.Join(r.AllowedMethods, ", "))
 		if len(r.ExposeHeaders) > 0 {
-			cr.expose = strings.Join(r.ExposeHeaders, ", ")
+			cr.expose = a.add(strings.Join(r.ExposeHeaders, ", "))
 		}
 		if r.MaxAgeSeconds != nil {
-			cr.maxAge = strconv.FormatInt(int64(*r.MaxAgeSeconds), 10)
+			cr.maxAge = a.add(strconv.FormatInt(int64(*r.MaxAgeSeconds), 10))
 		}
 		for _, o := range r.AllowedOrigins {
+			o = a.add(o)
 			switch {
 			case o == "*":
 				if !cr.anyOrigin {
@@ -173,16 +195,21 @@ func Compile(c *Configuration, opts Options) *RuleSet {
 			case strings.IndexByte(o, '*') >= 0:
 				p := splitPattern(o)
 				rs.wild = append(rs.wild, newWildOrigin(p, idx))
+				rs.wildPats = append(rs.wildPats, p)
 				cr.origins = append(cr.origins, originMatcher{kind: originWild, p: p})
 			default:
-				if l := rs.exact[o]; len(l) == 0 || l[len(l)-1] != idx {
-					rs.exact[o] = append(l, idx)
+				l, seen := exact[o]
+				if !seen {
+					exactOrder = append(exactOrder, o)
+				}
+				if len(l) == 0 || l[len(l)-1] != idx {
+					exact[o] = append(l, idx)
 				}
 				cr.origins = append(cr.origins, originMatcher{kind: originExact, exact: o})
 			}
 		}
 		for _, h := range r.AllowedHeaders {
-			h = asciiLower(h)
+			h = a.add(asciiLower(h))
 			switch {
 			case h == "*":
 				cr.anyHeader = true
@@ -195,7 +222,61 @@ func Compile(c *Configuration, opts Options) *RuleSet {
 		// Sorted exact headers let a long list be searched in log time.
 		sort.Strings(cr.headers)
 	}
+	rs.exact = make(map[string]uint64, len(exact))
+	for _, o := range exactOrder {
+		l := exact[o]
+		rs.exact[o] = uint64(len(rs.exactRules))<<32 | uint64(len(l))
+		rs.exactRules = append(rs.exactRules, l...)
+	}
+	rs.text = a.blocks
 	return rs
+}
+
+// arena copies strings into large blocks, so that the strings of one rule
+// set lie next to each other. Blocks are only ever appended to, never
+// reallocated or changed, so every string handed out stays what it was.
+type arena struct {
+	blocks [][]byte
+	seen   map[string]string
+}
+
+// newArena sizes the first block for c's strings, counted generously
+// (joins add ", " per item; lower-casing may copy a header).
+func newArena(c *Configuration) *arena {
+	n := 0
+	for i := range c.Rules {
+		r := &c.Rules[i]
+		if r.ID != nil {
+			n += len(*r.ID)
+		}
+		for _, list := range [][]string{r.AllowedMethods, r.AllowedOrigins, r.AllowedHeaders, r.ExposeHeaders} {
+			for _, v := range list {
+				n += len(v) + 2
+			}
+		}
+		n += 20 // MaxAgeSeconds
+	}
+	return &arena{blocks: [][]byte{make([]byte, 0, n)}, seen: map[string]string{}}
+}
+
+// add returns a copy of s in the arena (the same copy for equal strings).
+func (a *arena) add(s string) string {
+	if s == "" {
+		return ""
+	}
+	if v, ok := a.seen[s]; ok {
+		return v
+	}
+	b := &a.blocks[len(a.blocks)-1]
+	if cap(*b)-len(*b) < len(s) {
+		a.blocks = append(a.blocks, make([]byte, 0, max(len(s), 1024)))
+		b = &a.blocks[len(a.blocks)-1]
+	}
+	start := len(*b)
+	*b = append(*b, s...)
+	v := unsafe.String(&(*b)[start], len(s))
+	a.seen[v] = v
+	return v
 }
 
 // Configuration returns the configuration the rule set was compiled from.

@@ -332,13 +332,17 @@ func (rs *RuleSet) match(origin string, bit uint8, headers string) int {
 	if bit == 0 {
 		return -1 // no rule allows a method S3 does not know
 	}
-	exact := rs.exact[origin]
+	var exact []uint8
+	if v, ok := rs.exact[origin]; ok {
+		exact = rs.exactRules[v>>32 : v>>32+v&0xffffffff]
+	}
 	wild, anyo := rs.wild, rs.any
+	pats := rs.wildPats
 	last := -1
 	for {
 		// Advance the wildcard list to its next matching pattern.
-		for len(wild) > 0 && (int(wild[0].rule) <= last || !wild[0].match(origin)) {
-			wild = wild[1:]
+		for len(wild) > 0 && (int(wild[0].rule) <= last || !wild[0].mayMatch(origin) || !pats[0].match(origin)) {
+			wild, pats = wild[1:], pats[1:]
 		}
 		next := 256
 		if len(exact) > 0 {
