@@ -130,7 +130,9 @@ func Loader(st store.Store, opts s3cors.Options) cache.Loader {
 }
 
 func (s *Service) nextID() string {
-	return s.idPrefix + strconv.FormatUint(s.idSeq.Add(1), 36)
+	var buf [64]byte
+	b := append(buf[:0], s.idPrefix...)
+	return string(strconv.AppendUint(b, s.idSeq.Add(1), 36)) // one allocation
 }
 
 // Evaluate answers one request as S3 would.
