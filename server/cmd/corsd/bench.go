@@ -42,7 +42,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	serverFlags := fs.String("server-flags", "", "extra flags, space-separated, for the `corsd serve` that corsd bench starts (e.g. \"--compress-min-bytes 4096\")")
 	warmOnly := fs.Bool("warm-only", false, "load, measure the cold misses and RSS, and stop (no load scenarios)")
 	scaling := fs.Bool("scaling", false, "measure the scaling curve instead: warm Evaluate over grpc-go as buckets and rules per bucket grow")
-	scaleBuckets := fs.String("scaling-buckets", "1,10000,1000000", "bucket counts of the scaling curve (5 rules each; a million needs --redis-url: the embedded store fsyncs every write)")
+	scaleBuckets := fs.String("scaling-buckets", "1,10000,1000000", "bucket counts of the scaling curve (5 rules each; a million needs --redis-url, as the embedded store fsyncs every write, and --server-flags \"--cache-max-entries 1100000\" to stay warm)")
 	scaleRules := fs.String("scaling-rules", "1,10,100", "rules per bucket of the scaling curve")
 	scaleRulesBuckets := fs.Int("scaling-rules-buckets", 1000, "buckets configured for the rules-per-bucket series")
 	plotPath := fs.String("plot", "", "with --scaling: write the curve as a PNG to this file")

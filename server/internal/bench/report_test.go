@@ -58,3 +58,20 @@ func TestTargetsPairRoundsBeforeTakingTheMedian(t *testing.T) {
 		}
 	}
 }
+
+// The scaling curve's stride visits every bucket once per n calls, for the
+// bucket counts the curve uses and for awkward ones.
+func TestCoprimeStepVisitsEveryBucket(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 10, 100, 1000, 10000, 65536, 99991} {
+		step := coprimeStep(n)
+		seen := make([]bool, n)
+		for i := range n {
+			seen[(i*step)%n] = true
+		}
+		for b, ok := range seen {
+			if !ok {
+				t.Fatalf("n=%d step=%d: bucket %d never visited", n, step, b)
+			}
+		}
+	}
+}

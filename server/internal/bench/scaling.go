@@ -10,6 +10,7 @@ import (
 	"math"
 	"strconv"
 
+	corsdv1 "github.com/corsd/corsd/gen/corsd/v1"
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/basicfont"
 	"golang.org/x/image/math/fixed"
@@ -26,10 +27,32 @@ type ScalePoint struct {
 	ServerCPUus float64 `json:"server_cpu_us_per_decision"`
 }
 
+// coprimeStep returns a stride near n/φ that shares no factor with n, so
+// that i×step mod n visits every residue.
+func coprimeStep(n int) int {
+	if n <= 2 {
+		return 1
+	}
+	step := max(1, int(float64(n)*0.618))
+	for gcd(step, n) != 1 {
+		step++
+	}
+	return step
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
 // Scaling measures warm Evaluate over grpc-go at one concurrency as the
 // number of configured buckets grows (5 rules each) and as the rules per
 // bucket grow (over rulesBuckets buckets). Every bucket is warmed first, so
-// the curve shows the cost of a decision, not of cold misses.
+// the curve shows the cost of a decision, not of cold misses, provided the
+// server's --cache-max-entries holds every bucket: beyond it, calls spread
+// over all buckets are mostly misses.
 func Scaling(ctx context.Context, opts *Options, bucketCounts, ruleCounts []int, rulesBuckets, conc int) ([]ScalePoint, error) {
 	var points []ScalePoint
 	measure := func(series string, n, rules int) error {
@@ -48,9 +71,19 @@ func Scaling(ctx context.Context, opts *Options, bucketCounts, ruleCounts []int,
 			return err
 		}
 		defer cs.close()
-		// Allowed preflights spread over every bucket, matching the last rule.
-		reqs := w.Requests
-		r := drive(ctx, opts, conc, func(ctx context.Context, i int) error { return cs.evaluate(ctx, reqs[i%len(reqs)]) })
+		// Allowed preflights matching the last rule, spread over every
+		// bucket: call i asks about bucket i×step mod n, step coprime
+		// with n, so consecutive calls touch buckets far apart and a run
+		// of n calls touches each once. (The load mix's 1,000 requests
+		// would touch at most 1,000 buckets however many are configured.)
+		step := coprimeStep(n)
+		origin := "https://app" + strconv.Itoa(rules-1) + ".example"
+		method, headers := "PUT", "content-type,x-amz-date"
+		r := drive(ctx, opts, conc, func(ctx context.Context, i int) error {
+			b := int((uint64(i) * uint64(step)) % uint64(n))
+			return cs.evaluate(ctx, &corsdv1.EvaluateRequest{Bucket: w.Buckets[b], Key: "photos/cat.jpg", Method: "OPTIONS",
+				Origin: &origin, AccessControlRequestMethod: &method, AccessControlRequestHeaders: &headers})
+		})
 		p := ScalePoint{Series: series, Buckets: n, Rules: rules, DPS: r.RPS, P99us: r.P99us, ServerCPUus: r.ServerCPUus}
 		if opts.Progress != nil {
 			opts.Progress("  %d buckets × %d rules: %.0f decisions/s, p99 %.0fµs, %.1fµs server CPU each", n, rules, p.DPS, p.P99us, p.ServerCPUus)
