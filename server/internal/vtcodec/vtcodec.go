@@ -108,7 +108,7 @@ const (
 	dirtyClasses  = 13 // up to 4 MiB, grpc-go's default receive limit
 )
 
-// class is the index of the smallest class that holds size bytes, or
+// dirtyClass is the index of the smallest class that holds size bytes, or
 // dirtyClasses when none does.
 func dirtyClass(size int) int {
 	if size <= 1<<dirtyMinShift {
