@@ -318,7 +318,7 @@ func drive(ctx context.Context, opts *Options, conc int, fn func(context.Context
 		errs     atomic.Int64
 		firstErr atomic.Pointer[string]
 	)
-	cpu0, load0 := serverCPU(opts.ServerPID), serverCPU(os.Getpid())
+	cpu0, load0 := processCPU(opts.ServerPID), processCPU(os.Getpid())
 	start := time.Now()
 	var wg sync.WaitGroup
 	for wkr := range conc {
@@ -345,7 +345,7 @@ func drive(ctx context.Context, opts *Options, conc int, fn func(context.Context
 	}
 	wg.Wait()
 	elapsed := time.Since(start).Seconds()
-	cpu, load := serverCPU(opts.ServerPID)-cpu0, serverCPU(os.Getpid())-load0
+	cpu, load := processCPU(opts.ServerPID)-cpu0, processCPU(os.Getpid())-load0
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	r := Result{Requests: int64(len(all)), Errors: errs.Load(), Seconds: elapsed}
@@ -373,9 +373,9 @@ func pct(sorted []time.Duration, p float64) float64 {
 	return float64(sorted[i].Nanoseconds()) / 1e3
 }
 
-// serverCPU reads a process's (the server's, or with os.Getpid() the load
+// processCPU reads a process's (the server's, or with os.Getpid() the load
 // generator's) user+system CPU time from /proc/PID/stat.
-func serverCPU(pid int) time.Duration {
+func processCPU(pid int) time.Duration {
 	if pid <= 0 {
 		return 0
 	}

@@ -219,31 +219,11 @@ func writeElem(b *bytes.Buffer, name, v string) {
 func escapeText(b *bytes.Buffer, s string) {
 	last := 0
 	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			// ASCII, nearly every byte of an S3 message: no rune decoding.
-			var esc string
-			switch {
-			case c == '&':
-				esc = "&amp;"
-			case c == '<':
-				esc = "&lt;"
-			case c == '>':
-				esc = "&gt;"
-			case c == '\r':
-				esc = "&#xD;"
-			case c >= 0x20 || c == '\t' || c == '\n':
-				i++
-				continue
-			default:
-				esc = "\uFFFD" // a control character XML cannot carry
-			}
-			b.WriteString(s[last:i])
-			b.WriteString(esc)
-			i++
-			last = i
-			continue
+		// ASCII, nearly every byte of an S3 message, needs no rune decoding.
+		r, n := rune(s[i]), 1
+		if r >= utf8.RuneSelf {
+			r, n = utf8.DecodeRuneInString(s[i:])
 		}
-		r, n := utf8.DecodeRuneInString(s[i:])
 		var esc string
 		switch {
 		case r == '&':
