@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -536,9 +537,12 @@ func (c *Cache) slotFor(bucket string) *slot {
 		c.mu.Unlock()
 		return v.(*slot)
 	}
-	s := &slot{bucket: bucket}
+	// The name may point into a request's frame (decision requests are
+	// decoded without copying their strings); the cache keeps it for as
+	// long as the bucket stays, so it keeps a copy of its own.
+	s := &slot{bucket: strings.Clone(bucket)}
 	evicted := c.insertLocked(s)
-	c.slots.Store(bucket, s)
+	c.slots.Store(s.bucket, s)
 	c.size.Store(int64(len(c.ring)))
 	c.mu.Unlock()
 	if evicted > 0 {

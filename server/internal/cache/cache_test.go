@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestHitAfterLoadCallsLoaderOnce(t *testing.T) {
@@ -31,6 +32,24 @@ func TestHitAfterLoadCallsLoaderOnce(t *testing.T) {
 	}
 	if first.ETag != `"v1"` || first.RuleSet == nil {
 		t.Fatalf("entry = %+v, want the stored configuration", first)
+	}
+}
+
+// The decision path hands Get names that point into a request's frame,
+// which the transport may reuse once the call ends: the cache keeps a copy,
+// so a reused frame neither renames a cached bucket nor is kept alive by it.
+func TestGetKeepsItsOwnCopyOfTheBucketName(t *testing.T) {
+	store := newFakeStore(t)
+	store.put("photos", `"v1"`)
+	c := New(store.load, Options{})
+	frame := []byte("photos")
+	mustGet(t, c, unsafe.String(&frame[0], len(frame)))
+	copy(frame, "videos")
+	if got := c.Buckets(); !slices.Equal(got, []string{"photos"}) {
+		t.Fatalf("Buckets() = %q after the caller's buffer changed, want [photos]", got)
+	}
+	if e := mustGet(t, c, "photos"); e.ETag != `"v1"` || store.callsFor("photos") != 1 {
+		t.Fatalf("photos after the caller's buffer changed: %+v, %d loads; want a hit on v1", e, store.callsFor("photos"))
 	}
 }
 

@@ -1,12 +1,20 @@
 // Package vtcodec is the binary protobuf codec of both listeners: messages
 // with vtprotobuf-generated methods (everything in gen/corsd/v1) are
 // marshalled by them, ~3× faster than protobuf-go's reflection-table
-// marshaller for an EvaluateResponse and its batches; everything else, and
-// every Unmarshal on the server, is protobuf-go's.
+// marshaller for an EvaluateResponse and its batches; everything else is
+// protobuf-go's.
 //
-// The server's Unmarshal stays protobuf-go's on purpose: vtprotobuf does
-// not check that proto3 strings are valid UTF-8, and requests come from the
-// network. Only NewTrustingGRPC, for the load generator, uses UnmarshalVT.
+// Decision requests (EvaluateRequest, EvaluateBatchRequest), the hot path,
+// are decoded by vtprotobuf's unmarshal_unsafe into a private copy of the
+// frame: their strings point into that copy instead of each taking an
+// allocation (a preflight decodes ~1.7× faster, with three allocations
+// fewer). vtprotobuf does not check that proto3 strings are valid UTF-8,
+// so requestStringsValid checks every string on the wire first; a request
+// that fails, or carries unknown fields, is decoded by protobuf-go, which
+// rejects it (or accepts it) exactly as before. Every other request is
+// decoded by protobuf-go: a configuration's strings outlive the call (the
+// store, the cache), and aliasing them would keep whole frames alive. Only
+// NewTrustingGRPC, for the load generator, decodes answers with UnmarshalVT.
 // Responses are built from validated requests and stored configurations,
 // so marshalling them without the check loses nothing.
 package vtcodec
@@ -15,12 +23,16 @@ import (
 	"fmt"
 	"math/bits"
 	"sync"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
 	"google.golang.org/grpc/encoding"
 	grpcproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	corsdv1 "github.com/corsd/corsd/gen/corsd/v1"
 )
 
 // vtMessage is what protoc-gen-go-vtproto's marshal and size features
@@ -142,13 +154,19 @@ func (p *dirtyPool) Put(b *[]byte) {
 	p.classes[c].Put(b)
 }
 
-// Unmarshal is protobuf-go's (vtprotobuf's for a trusting codec). A
-// message that arrived in several buffers is first joined in one from the
-// dirty pool (grpc-go's codec would take one from its default pool and
-// clear it whole: 1 MiB for a 50 KiB batch).
+// Unmarshal decodes a decision request by aliasing (see the package
+// comment) and anything else with protobuf-go (vtprotobuf for a trusting
+// codec). A message that arrived in several buffers is first joined in one
+// from the dirty pool (grpc-go's codec would take one from its default pool
+// and clear it whole: 1 MiB for a 50 KiB batch).
 func (c *GRPC) Unmarshal(data mem.BufferSlice, v any) error {
 	if _, ok := v.(proto.Message); !ok {
 		return c.fallback.Unmarshal(data, v)
+	}
+	if isDecisionRequest(v) {
+		// grpc-go frees data when Unmarshal returns: the aliased strings
+		// need a copy of their own.
+		return unmarshalRequest(data.Materialize(), v.(proto.Message))
 	}
 	if len(data) == 1 {
 		return c.unmarshal(data[0].ReadOnlyData(), v)
@@ -165,6 +183,111 @@ func (c *GRPC) unmarshal(b []byte, v any) error {
 		return vm.UnmarshalVT(b)
 	}
 	return proto.Unmarshal(b, v.(proto.Message))
+}
+
+// isDecisionRequest reports whether v is decoded by unmarshalRequest.
+func isDecisionRequest(v any) bool {
+	switch v.(type) {
+	case *corsdv1.EvaluateRequest, *corsdv1.EvaluateBatchRequest:
+		return true
+	}
+	return false
+}
+
+// unmarshalRequest decodes a decision request (see isDecisionRequest) from
+// owned, which it keeps: the caller must never write to owned again. The
+// result is what protobuf-go's proto.Unmarshal would give, errors included
+// (FuzzUnmarshalRequest compares the two).
+func unmarshalRequest(owned []byte, m proto.Message) error {
+	switch r := m.(type) {
+	case *corsdv1.EvaluateRequest:
+		if requestStringsValid(owned) && r.UnmarshalVTUnsafe(owned) == nil && known(r) {
+			return nil
+		}
+	case *corsdv1.EvaluateBatchRequest:
+		if batchStringsValid(owned) && r.UnmarshalVTUnsafe(owned) == nil && knownBatch(r) {
+			return nil
+		}
+	}
+	// Invalid UTF-8, unknown fields, or malformed: protobuf-go decides, in
+	// its own words. vtprotobuf differs from it at the edges (it refuses a
+	// known field number sent with another wire type, which protobuf-go
+	// keeps as an unknown field; it skips groups whose end does not match
+	// their start, which protobuf-go refuses), so only a request made of
+	// known fields alone is taken from it. proto.Unmarshal resets m first,
+	// discarding what vtprotobuf merged into it.
+	return proto.Unmarshal(owned, m)
+}
+
+// requestStringsValid walks an EvaluateRequest's wire form and reports
+// whether it is well formed and every string it carries is valid UTF-8:
+// the check vtprotobuf skips. It checks every occurrence, as protobuf-go
+// does, not only the last one that decoding keeps.
+// TestValidUTF8CoversEveryStringField fails if a string field is added to
+// the message and not here.
+func requestStringsValid(b []byte) bool {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		switch {
+		case typ == protowire.BytesType && (num <= 6 || num == 9): // bucket … access_control_request_headers, request_id
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 || !utf8.Valid(v) {
+				return false
+			}
+			b = b[n:]
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return false
+			}
+			b = b[n:]
+		}
+	}
+	return true
+}
+
+// batchStringsValid is requestStringsValid for an EvaluateBatchRequest.
+func batchStringsValid(b []byte) bool {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		if num == 1 && typ == protowire.BytesType { // requests
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 || !requestStringsValid(v) {
+				return false
+			}
+			b = b[n:]
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+// known reports whether r holds no unknown fields.
+func known(r *corsdv1.EvaluateRequest) bool { return len(r.ProtoReflect().GetUnknown()) == 0 }
+
+func knownBatch(b *corsdv1.EvaluateBatchRequest) bool {
+	if len(b.ProtoReflect().GetUnknown()) != 0 {
+		return false
+	}
+	for _, r := range b.Requests {
+		if !known(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // Connect is connect-go's binary codec ("proto") with vt marshalling.
@@ -195,11 +318,15 @@ func (Connect) MarshalAppend(dst []byte, v any) ([]byte, error) {
 	return proto.MarshalOptions{}.MarshalAppend(dst, pm)
 }
 
-// Unmarshal implements connect.Codec with protobuf-go.
+// Unmarshal implements connect.Codec: decision requests by aliasing a copy
+// of data (connect-go reuses it), everything else with protobuf-go.
 func (Connect) Unmarshal(data []byte, v any) error {
 	pm, ok := v.(proto.Message)
 	if !ok {
 		return fmt.Errorf("vtcodec: %T is not a proto.Message", v)
+	}
+	if isDecisionRequest(v) {
+		return unmarshalRequest(append([]byte(nil), data...), pm)
 	}
 	return proto.Unmarshal(data, pm)
 }

@@ -110,9 +110,8 @@ func TestLargeBatchUsesPooledBuffers(t *testing.T) {
 	}
 }
 
-// Messages without vtprotobuf methods (health, reflection) and every
-// Unmarshal are protobuf-go's, so invalid UTF-8 in a request is refused as
-// before.
+// Messages without vtprotobuf methods (health, reflection) are
+// protobuf-go's, and invalid UTF-8 in a request is refused as before.
 func TestFallbacksAreProtobufGo(t *testing.T) {
 	in := &grpc_health_v1.HealthCheckResponse{Status: grpc_health_v1.HealthCheckResponse_SERVING}
 	slice, err := NewGRPC().Marshal(in)
