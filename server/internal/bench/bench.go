@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/proto"
 
 	corsdv1 "github.com/corsd/corsd/gen/corsd/v1"
 	"github.com/corsd/corsd/gen/corsd/v1/corsdv1connect"
@@ -97,6 +98,9 @@ type Workload struct {
 	Buckets  []string
 	Configs  []string // aws-cli JSON, parallel to Buckets
 	Requests []*corsdv1.EvaluateRequest
+	// Want is the status each request's answer must carry: 200 for an
+	// allowed preflight, 403 for a refused one, 0 for any other request.
+	Want []int32
 }
 
 // NewWorkload builds n buckets whose rule sets have the given sizes in
@@ -129,56 +133,126 @@ func NewWorkload(n int, sizes []int) *Workload {
 		rules := sizes[b%len(sizes)]
 		last := fmt.Sprintf("https://app%d.example", rules-1) // the last rule: the most work to find
 		req := &corsdv1.EvaluateRequest{Bucket: w.Buckets[b], Key: "photos/cat.jpg"}
+		var want int32
 		switch {
 		case i%10 < 4:
 			req.Method, req.Origin = "OPTIONS", str(last)
 			req.AccessControlRequestMethod, req.AccessControlRequestHeaders = str("PUT"), str("content-type,x-amz-date")
+			want = 200
 		case i%10 < 6:
 			req.Method, req.Origin, req.AccessControlRequestMethod = "OPTIONS", str("https://evil.example"), str("PUT")
+			want = 403
 		case i%10 < 9:
 			req.Method, req.Origin = "GET", str(last)
 		default:
 			req.Method, req.Origin = "DELETE", str(last)
 		}
 		w.Requests = append(w.Requests, req)
+		w.Want = append(w.Want, want)
 	}
 	return w
 }
 
-// clientSet is one transport's clients.
-type clientSet struct {
-	evaluate func(context.Context, *corsdv1.EvaluateRequest) error
-	batch    func(context.Context, *corsdv1.EvaluateBatchRequest) error
-	health   func(context.Context) error
-	config   corsdv1connect.ConfigServiceClient
-	close    func()
+// plan is a run's measured calls, prepared once: the requests and batches
+// in the order workers send them, their wire form for the gRPC load
+// generator (see rawcodec.go), and the statuses their answers must carry.
+type plan struct {
+	requests     []*corsdv1.EvaluateRequest
+	encoded      []encoded
+	want         []int32
+	batches      []*corsdv1.EvaluateBatchRequest
+	batchEncoded []encoded
+	batchWant    [][]int32
 }
 
-func newClients(transport string, opts *Options, conns int) (*clientSet, error) {
-	switch transport {
-	case TransportGRPC:
-		// The load generator shares the machine's cores with the server,
-		// so what it spends decoding is taken from the server: it decodes
-		// the answers with vtprotobuf (half protobuf-go's cost), and joins
-		// multi-frame answers without grpc-go's 1 MiB clear.
-		conn, err := grpc.NewClient("passthrough:///"+opts.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(vtcodec.NewTrustingGRPC())))
+// newPlan builds 16 batches of batchSize requests from w's mix.
+func newPlan(w *Workload, batchSize int) (*plan, error) {
+	p := &plan{requests: w.Requests, want: w.Want}
+	for _, r := range w.Requests {
+		b, err := proto.Marshal(r)
 		if err != nil {
 			return nil, err
 		}
-		dc, hc := corsdv1.NewDecisionServiceClient(conn), healthpb.NewHealthClient(conn)
-		return &clientSet{
-			evaluate: func(ctx context.Context, r *corsdv1.EvaluateRequest) error { _, err := dc.Evaluate(ctx, r); return err },
-			batch: func(ctx context.Context, r *corsdv1.EvaluateBatchRequest) error {
-				_, err := dc.EvaluateBatch(ctx, r)
-				return err
+		p.encoded = append(p.encoded, b)
+	}
+	for b := range 16 {
+		br, want := &corsdv1.EvaluateBatchRequest{}, make([]int32, 0, batchSize)
+		for i := range batchSize {
+			j := (b*batchSize + i) % len(w.Requests)
+			br.Requests, want = append(br.Requests, w.Requests[j]), append(want, w.Want[j])
+		}
+		enc, err := proto.Marshal(br)
+		if err != nil {
+			return nil, err
+		}
+		p.batches, p.batchEncoded, p.batchWant = append(p.batches, br), append(p.batchEncoded, enc), append(p.batchWant, want)
+	}
+	return p, nil
+}
+
+// clientSet is one transport's clients.
+type clientSet struct {
+	// evaluate sends one request and returns its answer's status.
+	evaluate func(context.Context, *corsdv1.EvaluateRequest) (int32, error)
+	// evaluateAt, batchAt and health are the measured calls: the plan's
+	// i-th request or batch, and the floor. Each fails if an answer's
+	// status is not the expected one. evaluateAt and batchAt are nil
+	// without a plan.
+	evaluateAt func(ctx context.Context, i int) error
+	batchAt    func(ctx context.Context, i int) error
+	health     func(context.Context) error
+	config     corsdv1connect.ConfigServiceClient
+	close      func()
+}
+
+// statusErr is the error for an answer whose status is not the expected one.
+func statusErr(got, want int32) error {
+	if got == want {
+		return nil
+	}
+	return fmt.Errorf("answer has status %d, want %d", got, want)
+}
+
+// newClients connects to the server over transport; p, when not nil, is
+// the plan the measured calls follow.
+func newClients(transport string, opts *Options, conns int, p *plan) (*clientSet, error) {
+	switch transport {
+	case TransportGRPC:
+		// The load generator shares the machine's cores with the server,
+		// so what it spends encoding and decoding is taken from the
+		// server: the measured calls go through rawCodec, and the rest
+		// decode with vtprotobuf (half protobuf-go's cost), joining
+		// multi-frame answers without grpc-go's 1 MiB clear.
+		conn, err := grpc.NewClient("passthrough:///"+opts.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{next: vtcodec.NewTrustingGRPC()})))
+		if err != nil {
+			return nil, err
+		}
+		dc := corsdv1.NewDecisionServiceClient(conn)
+		healthReq := encoded{}
+		cs := &clientSet{
+			evaluate: func(ctx context.Context, r *corsdv1.EvaluateRequest) (int32, error) {
+				resp, err := dc.Evaluate(ctx, r)
+				return resp.GetStatus(), err
 			},
 			health: func(ctx context.Context) error {
-				_, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
-				return err
+				return conn.Invoke(ctx, healthpb.Health_Check_FullMethodName, &healthReq,
+					&wantStatus{want: int32(healthpb.HealthCheckResponse_SERVING)})
 			},
 			close: func() { _ = conn.Close() },
-		}, nil
+		}
+		if p != nil {
+			cs.evaluateAt = func(ctx context.Context, i int) error {
+				i %= len(p.encoded)
+				return conn.Invoke(ctx, corsdv1.DecisionService_Evaluate_FullMethodName, &p.encoded[i], &wantStatus{want: p.want[i]})
+			}
+			cs.batchAt = func(ctx context.Context, i int) error {
+				i %= len(p.batchEncoded)
+				return conn.Invoke(ctx, corsdv1.DecisionService_EvaluateBatch_FullMethodName, &p.batchEncoded[i],
+					&wantStatuses{want: p.batchWant[i]})
+			}
+		}
+		return cs, nil
 	case TransportConnectGRPC, TransportConnectJSON:
 		tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: 0}
 		copts := []connect.ClientOption{connect.WithProtoJSON()}
@@ -192,26 +266,55 @@ func newClients(transport string, opts *Options, conns int) (*clientSet, error) 
 		dc := corsdv1connect.NewDecisionServiceClient(hc, base, copts...)
 		health := connect.NewClient[healthpb.HealthCheckRequest, healthpb.HealthCheckResponse](hc,
 			base+"/grpc.health.v1.Health/Check", copts...)
-		return &clientSet{
-			evaluate: func(ctx context.Context, r *corsdv1.EvaluateRequest) error { _, err := dc.Evaluate(ctx, r); return err },
-			batch: func(ctx context.Context, r *corsdv1.EvaluateBatchRequest) error {
-				_, err := dc.EvaluateBatch(ctx, r)
-				return err
+		cs := &clientSet{
+			evaluate: func(ctx context.Context, r *corsdv1.EvaluateRequest) (int32, error) {
+				resp, err := dc.Evaluate(ctx, r)
+				return resp.GetStatus(), err
 			},
 			health: func(ctx context.Context) error {
-				_, err := health.CallUnary(ctx, connect.NewRequest(&healthpb.HealthCheckRequest{}))
-				return err
+				resp, err := health.CallUnary(ctx, connect.NewRequest(&healthpb.HealthCheckRequest{}))
+				if err != nil {
+					return err
+				}
+				return statusErr(int32(resp.Msg.GetStatus()), int32(healthpb.HealthCheckResponse_SERVING))
 			},
 			config: corsdv1connect.NewConfigServiceClient(hc, base, copts...),
 			close:  tr.CloseIdleConnections,
-		}, nil
+		}
+		if p != nil {
+			cs.evaluateAt = func(ctx context.Context, i int) error {
+				i %= len(p.requests)
+				resp, err := dc.Evaluate(ctx, p.requests[i])
+				if err != nil {
+					return err
+				}
+				return statusErr(resp.GetStatus(), p.want[i])
+			}
+			cs.batchAt = func(ctx context.Context, i int) error {
+				i %= len(p.batches)
+				resp, err := dc.EvaluateBatch(ctx, p.batches[i])
+				if err != nil {
+					return err
+				}
+				if n, want := len(resp.GetResponses()), len(p.batchWant[i]); n != want {
+					return fmt.Errorf("batch answer holds %d answers, want %d", n, want)
+				}
+				for j, one := range resp.GetResponses() {
+					if err := statusErr(one.GetStatus(), p.batchWant[i][j]); err != nil {
+						return fmt.Errorf("answer %d of the batch: %w", j, err)
+					}
+				}
+				return nil
+			}
+		}
+		return cs, nil
 	}
 	return nil, fmt.Errorf("unknown transport %q (want %s, %s or %s)", transport, TransportGRPC, TransportConnectGRPC, TransportConnectJSON)
 }
 
 // Load stores the workload's configurations, 16 at a time.
 func Load(ctx context.Context, opts *Options, w *Workload) error {
-	cs, err := newClients(TransportConnectGRPC, opts, 16)
+	cs, err := newClients(TransportConnectGRPC, opts, 16, nil)
 	if err != nil {
 		return err
 	}
@@ -246,19 +349,15 @@ func Run(ctx context.Context, opts *Options, w *Workload) ([]Result, error) {
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 100
 	}
-	batches := make([]*corsdv1.EvaluateBatchRequest, 0, 16)
-	for b := range 16 {
-		br := &corsdv1.EvaluateBatchRequest{}
-		for i := range opts.BatchSize {
-			br.Requests = append(br.Requests, w.Requests[(b*opts.BatchSize+i)%len(w.Requests)])
-		}
-		batches = append(batches, br)
+	p, err := newPlan(w, opts.BatchSize)
+	if err != nil {
+		return nil, err
 	}
 	rounds := max(opts.Rounds, 1)
 	var results []Result
 	for _, transport := range opts.Transports {
 		for _, conc := range opts.Concurrency {
-			cs, err := newClients(transport, opts, conc)
+			cs, err := newClients(transport, opts, conc, p)
 			if err != nil {
 				return results, err
 			}
@@ -279,9 +378,9 @@ func Run(ctx context.Context, opts *Options, w *Workload) ([]Result, error) {
 						fn = func(ctx context.Context, _ int) error { return cs.health(ctx) }
 						perCall = 0
 					case CallEvaluate:
-						fn = func(ctx context.Context, i int) error { return cs.evaluate(ctx, w.Requests[i%len(w.Requests)]) }
+						fn = cs.evaluateAt
 					case CallBatch:
-						fn = func(ctx context.Context, i int) error { return cs.batch(ctx, batches[i%len(batches)]) }
+						fn = cs.batchAt
 						perCall = int64(opts.BatchSize)
 					}
 					if opts.Progress != nil {
@@ -415,7 +514,7 @@ type Warmup struct {
 // Warm makes one decision per bucket from 16 workers, timing each (a cold
 // miss: the bucket is not cached yet), then reads the server's RSS.
 func Warm(ctx context.Context, opts *Options, w *Workload) (Warmup, error) {
-	cs, err := newClients(TransportGRPC, opts, 16)
+	cs, err := newClients(TransportGRPC, opts, 16, nil)
 	if err != nil {
 		return Warmup{}, err
 	}
@@ -436,7 +535,7 @@ func Warm(ctx context.Context, opts *Options, w *Workload) (Warmup, error) {
 					return
 				}
 				t := time.Now()
-				err := cs.evaluate(ctx, &corsdv1.EvaluateRequest{Bucket: w.Buckets[i], Method: "OPTIONS", Origin: &origin,
+				_, err := cs.evaluate(ctx, &corsdv1.EvaluateRequest{Bucket: w.Buckets[i], Method: "OPTIONS", Origin: &origin,
 					AccessControlRequestMethod: &acrm})
 				lat[i] = time.Since(t)
 				if err != nil {

@@ -66,7 +66,7 @@ func Scaling(ctx context.Context, opts *Options, bucketCounts, ruleCounts []int,
 		if _, err := Warm(ctx, opts, w); err != nil {
 			return err
 		}
-		cs, err := newClients(TransportGRPC, opts, conc)
+		cs, err := newClients(TransportGRPC, opts, conc, nil)
 		if err != nil {
 			return err
 		}
@@ -81,8 +81,12 @@ func Scaling(ctx context.Context, opts *Options, bucketCounts, ruleCounts []int,
 		method, headers := "PUT", "content-type,x-amz-date"
 		r := drive(ctx, opts, conc, func(ctx context.Context, i int) error {
 			b := int((uint64(i) * uint64(step)) % uint64(n))
-			return cs.evaluate(ctx, &corsdv1.EvaluateRequest{Bucket: w.Buckets[b], Key: "photos/cat.jpg", Method: "OPTIONS",
+			status, err := cs.evaluate(ctx, &corsdv1.EvaluateRequest{Bucket: w.Buckets[b], Key: "photos/cat.jpg", Method: "OPTIONS",
 				Origin: &origin, AccessControlRequestMethod: &method, AccessControlRequestHeaders: &headers})
+			if err != nil {
+				return err
+			}
+			return statusErr(status, 200)
 		})
 		p := ScalePoint{Series: series, Buckets: n, Rules: rules, DPS: r.RPS, P99us: r.P99us, ServerCPUus: r.ServerCPUus}
 		if opts.Progress != nil {
