@@ -482,7 +482,7 @@ func (a *App) buildHTTP() {
 	a.httpHealth = grpchealth.NewStaticChecker(serviceNames[1:]...)
 	a.health.connect = a.httpHealth
 	a.health.set(false, "starting") // until Run has reached the store
-	mux.Handle(grpchealth.NewHandler(a.httpHealth, compress))
+	mux.Handle(healthHandler(a.httpHealth, compress))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{Registry: a.metrics.Registry}))
 	if a.cfg.Reflection {
 		reflector := grpcreflect.NewStaticReflector(corsdv1connect.DecisionServiceName, corsdv1connect.ConfigServiceName,
