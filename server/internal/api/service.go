@@ -180,11 +180,10 @@ func (s *Service) evaluate(ctx context.Context, req *corsdv1.EvaluateRequest, re
 	// without Origin (most SDK traffic) never touch it unless every answer
 	// carries Vary, and a name S3 would refuse cannot have a configuration.
 	if !er.BucketMissing && (er.Origin != "" || s.opts.Engine.VaryAlways) && bucketname.Validate(req.GetBucket()) == nil {
-		e, err := s.cache.Get(ctx, req.GetBucket())
-		if err != nil {
+		var err error
+		if rs, etag, err = s.cache.Rules(ctx, req.GetBucket()); err != nil {
 			return nil, err
 		}
-		rs, etag = e.RuleSet, e.ETag
 	}
 	s3cors.Evaluate(rs, &er, res)
 	return toProtoResponse(res, etag, id), nil

@@ -102,3 +102,41 @@ func BenchmarkGetMissCoalesced(b *testing.B) {
 	}
 	b.ReportMetric(float64(loads.Load())/float64(b.N), "loads/op")
 }
+
+// BenchmarkGetHitSpread is the hit path as a loaded server sees it: many
+// buckets, each call asking for one far from the last, so the lookup's
+// memory is rarely in the CPU's caches and its cost is the number of
+// dependent loads it makes, not the instructions.
+func BenchmarkGetHitSpread(b *testing.B) {
+	for _, n := range []int{1_000, 100_000} {
+		b.Run(fmt.Sprintf("buckets=%d", n), func(b *testing.B) {
+			store := newFakeStore(b)
+			c := New(store.load, Options{MaxEntries: n})
+			ctx := context.Background()
+			names := make([]string, n)
+			for i := range names {
+				names[i] = fmt.Sprintf("bench-%07d", i)
+				store.put(names[i], `"v1"`)
+				if _, err := c.Get(ctx, names[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			// Scatter the queries' own names too, as request frames are.
+			queries := make([]string, n)
+			for i := range queries {
+				queries[i] = string([]byte(names[(i*7919)%n]))
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				rs, _, err := c.Rules(ctx, queries[i])
+				if err != nil || rs == nil {
+					b.Fatal(err)
+				}
+				if i++; i == n {
+					i = 0
+				}
+			}
+		})
+	}
+}

@@ -1,8 +1,9 @@
 // Package cache is a replica's in-memory cache of compiled bucket CORS rule
 // sets, so that decisions are answered without touching the store.
 //
-// A hit on a fresh entry is lock-free and allocation-free: one sync.Map load,
-// one atomic pointer load and a few atomic compares. Everything else (misses,
+// A hit on a fresh entry is lock-free and allocation-free: one probe of a
+// flat hash index (see index.go), one atomic pointer load and a few atomic
+// compares. Everything else (misses,
 // stale entries, writes, eviction) takes locks that the hit path never takes.
 //
 // Freshness has three independent sources, all cheap to test on a hit:
@@ -30,6 +31,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/corsd/corsd/server/internal/s3cors"
 )
@@ -142,9 +144,9 @@ type Cache struct {
 	now         func() time.Time
 	obs         Observer
 
-	// slots maps a bucket name to its *slot. It is read lock-free on every
+	// names maps a bucket name to its slot. It is read lock-free on every
 	// Get; it is only written under mu so that it always agrees with ring.
-	slots sync.Map
+	names *index
 	// epoch is bumped by InvalidateAll; states installed under an older
 	// epoch are stale.
 	epoch atomic.Uint64
@@ -161,12 +163,17 @@ type Cache struct {
 // slot is the per-bucket holder. Its identity is stable for as long as the
 // bucket stays in the cache; what it holds changes by swapping cur.
 type slot struct {
-	bucket string
+	// The fields a hit reads come first, beside the name they compare.
+
 	// cur is the bucket's current immutable state (nil until the first load
 	// or Set succeeds). Writers replace it under mu; readers only Load it.
 	cur atomic.Pointer[state]
 	// ref is the CLOCK reference bit, set on access and cleared by the sweep.
 	ref atomic.Bool
+	// bucket is the name; it points into inline when the name fits (S3
+	// names do: at most 63 bytes), so comparing it reads no other memory.
+	bucket string
+	inline [63]byte
 	// detached is set once the slot has left slots, so a writer that found
 	// it just before can retry with the bucket's new slot.
 	detached atomic.Bool
@@ -184,6 +191,9 @@ type slot struct {
 // state is one immutable snapshot of a bucket; a change allocates a new one,
 // so the hit path can read it through one atomic pointer without locks.
 type state struct {
+	// rs and etag are entry's, copied so that Rules reads nothing else.
+	rs      *s3cors.RuleSet
+	etag    string
 	entry   *Entry
 	epoch   uint64 // Cache.epoch when the data was read or written
 	expires int64  // UnixNano after which a negative entry is stale; 0 = never
@@ -224,6 +234,7 @@ func New(load Loader, opts Options) *Cache {
 		backoff:     opts.RetryBackoff,
 		now:         opts.Now,
 		obs:         opts.Observer,
+		names:       newIndex(),
 	}
 	if c.maxEntries <= 0 {
 		c.maxEntries = DefaultMaxEntries
@@ -253,25 +264,52 @@ func New(load Loader, opts Options) *Cache {
 // returns the context's error, wrapped, if ctx ends before the load does; the
 // load itself carries on for the other callers.
 func (c *Cache) Get(ctx context.Context, bucket string) (*Entry, error) {
-	if v, ok := c.slots.Load(bucket); ok {
-		s := v.(*slot)
-		s.touch()
-		if st := s.cur.Load(); st != nil {
-			if c.fresh(st) {
-				c.obs.Hit(st.entry.RuleSet == nil)
-				return st.entry, nil
-			}
-			if st.failedAt != 0 {
-				return c.serveStale(s, st), nil
-			}
-		}
+	if st := c.hit(bucket); st != nil {
+		return st.entry, nil
 	}
 	return c.getSlow(ctx, bucket)
 }
 
-// serveStale answers with a stale entry whose last reload failed, and
-// starts a background reload once RetryBackoff has passed since then.
-func (c *Cache) serveStale(s *slot, st *state) *Entry {
+// Rules is Get for the decision path: the bucket's rule set (nil when it
+// has no configuration) and its ETag, read on a hit from the bucket's state
+// alone, one dependent load fewer than through the Entry.
+func (c *Cache) Rules(ctx context.Context, bucket string) (*s3cors.RuleSet, string, error) {
+	if st := c.hit(bucket); st != nil {
+		return st.rs, st.etag, nil
+	}
+	e, err := c.getSlow(ctx, bucket)
+	if err != nil {
+		return nil, "", err
+	}
+	return e.RuleSet, e.ETag, nil
+}
+
+// hit returns the bucket's state if it may be served without waiting for
+// the store: fresh, or stale after a failed reload (stale-if-error), in
+// which case it may start a background reload. Otherwise it returns nil.
+func (c *Cache) hit(bucket string) *state {
+	s := c.names.lookup(bucket)
+	if s == nil {
+		return nil
+	}
+	s.touch()
+	st := s.cur.Load()
+	switch {
+	case st == nil:
+		return nil
+	case c.fresh(st):
+		c.obs.Hit(st.rs == nil)
+		return st
+	case st.failedAt != 0:
+		c.serveStale(s, st)
+		return st
+	}
+	return nil
+}
+
+// serveStale counts a stale entry served because its last reload failed,
+// and starts a background reload once RetryBackoff has passed since then.
+func (c *Cache) serveStale(s *slot, st *state) {
 	if c.now().UnixNano()-st.failedAt >= int64(c.backoff) {
 		s.mu.Lock()
 		if s.flight == nil {
@@ -282,7 +320,6 @@ func (c *Cache) serveStale(s *slot, st *state) *Entry {
 		s.mu.Unlock()
 	}
 	c.obs.StaleServed()
-	return st.entry
 }
 
 // getSlow joins or starts the bucket's load and waits for it. It is kept out
@@ -376,7 +413,7 @@ func (c *Cache) finish(s *slot, f *flight, e *Entry, err error) {
 	case f.gen == s.gen && (cur == nil || f.epoch >= cur.epoch):
 		// No Set or Invalidate since the load started, and no load that
 		// started after an InvalidateAll has already installed newer data.
-		s.cur.Store(&state{entry: e, epoch: f.epoch, expires: c.expiry(e)})
+		s.cur.Store(c.newState(e, f.epoch))
 		f.entry = e
 	case cur != nil && c.fresh(cur):
 		// Superseded by a Set (or a later load): hand waiters the newer
@@ -409,7 +446,7 @@ func (c *Cache) Set(e *Entry) {
 	}
 	s := c.lockSlot(e.Bucket)
 	s.gen++
-	s.cur.Store(&state{entry: e, epoch: c.epoch.Load(), expires: c.expiry(e)})
+	s.cur.Store(c.newState(e, c.epoch.Load()))
 	s.mu.Unlock()
 }
 
@@ -418,13 +455,12 @@ func (c *Cache) Set(e *Entry) {
 // to install its result, since it may have read the store before the change
 // that caused this call.
 func (c *Cache) Invalidate(bucket string) {
-	v, ok := c.slots.Load(bucket)
-	if !ok {
+	s := c.names.lookup(bucket)
+	if s == nil {
 		// Nothing cached and no load in flight (loads live in slots): the
 		// next Get reads the store afresh anyway.
 		return
 	}
-	s := v.(*slot)
 	s.mu.Lock()
 	s.gen++
 	if cur := s.cur.Load(); cur != nil && !cur.invalid {
@@ -494,6 +530,11 @@ func (c *Cache) fresh(st *state) bool {
 	return st.expires == 0 || c.now().UnixNano() < st.expires
 }
 
+// newState is e's state as installed under epoch.
+func (c *Cache) newState(e *Entry, epoch uint64) *state {
+	return &state{rs: e.RuleSet, etag: e.ETag, entry: e, epoch: epoch, expires: c.expiry(e)}
+}
+
 // expiry returns the state expiry for e: negative entries are trusted for
 // NegativeTTL because nothing invalidates a bucket that another replica
 // creates before this one hears about it.
@@ -510,6 +551,22 @@ func (s *slot) touch() {
 	if !s.ref.Load() {
 		s.ref.Store(true)
 	}
+}
+
+// newSlot returns an empty slot for bucket. The slot keeps its own copy of
+// the name: the caller's may point into a request's frame (decision
+// requests are decoded without copying their strings), which the transport
+// reuses once the call ends.
+func newSlot(bucket string) *slot {
+	s := &slot{}
+	if n := copy(s.inline[:], bucket); n == len(bucket) && n > 0 {
+		// The string points into the slot itself; slots are never copied
+		// (they hold a mutex), so it stays valid for the slot's life.
+		s.bucket = unsafe.String(&s.inline[0], n)
+	} else {
+		s.bucket = strings.Clone(bucket)
+	}
+	return s
 }
 
 // lockSlot returns the bucket's live slot with its mu held, creating the slot
@@ -529,20 +586,17 @@ func (c *Cache) lockSlot(bucket string) *slot {
 // slotFor returns the bucket's slot, inserting an empty one (and evicting to
 // make room) if there is none.
 func (c *Cache) slotFor(bucket string) *slot {
-	if v, ok := c.slots.Load(bucket); ok {
-		return v.(*slot)
+	if s := c.names.lookup(bucket); s != nil {
+		return s
 	}
 	c.mu.Lock()
-	if v, ok := c.slots.Load(bucket); ok {
+	if s := c.names.lookup(bucket); s != nil {
 		c.mu.Unlock()
-		return v.(*slot)
+		return s
 	}
-	// The name may point into a request's frame (decision requests are
-	// decoded without copying their strings); the cache keeps it for as
-	// long as the bucket stays, so it keeps a copy of its own.
-	s := &slot{bucket: strings.Clone(bucket)}
+	s := newSlot(bucket)
 	evicted := c.insertLocked(s)
-	c.slots.Store(s.bucket, s)
+	c.names.insert(s)
 	c.size.Store(int64(len(c.ring)))
 	c.mu.Unlock()
 	if evicted > 0 {

@@ -545,6 +545,46 @@ func TestSnapshotReportsEveryEntrySortedWithState(t *testing.T) {
 	}
 }
 
+// Rules, the decision path's Get, answers what Get answers in every state
+// an entry can be in: loaded cold, hit, negative, stale after a failed
+// reload (first through the load, then from the state alone), and a cold
+// bucket whose load fails.
+func TestRulesAnswersWhatGetAnswers(t *testing.T) {
+	store := newFakeStore(t)
+	store.put("b", `"v1"`)
+	rec := &recorder{}
+	c := New(store.load, Options{Observer: rec})
+	ctx := context.Background()
+	check := func(step, bucket string, wantRules bool, wantETag string, wantErr bool) {
+		t.Helper()
+		rs, etag, err := c.Rules(ctx, bucket)
+		if (err != nil) != wantErr || (rs != nil) != wantRules || etag != wantETag {
+			t.Fatalf("%s: Rules(%q) = %v, %q, %v; want rules %v, %q, error %v", step, bucket, rs != nil, etag, err, wantRules, wantETag, wantErr)
+		}
+		if err != nil {
+			return
+		}
+		e := mustGet(t, c, bucket)
+		if e.RuleSet != rs || e.ETag != etag {
+			t.Fatalf("%s: Rules(%q) = %p %q, Get = %p %q", step, bucket, rs, etag, e.RuleSet, e.ETag)
+		}
+	}
+	check("cold", "b", true, `"v1"`, false)
+	check("hit", "b", true, `"v1"`, false)
+	check("negative", "none", false, "", false)
+	store.fail(errors.New("store down"))
+	c.Invalidate("b")
+	check("stale through the failed load", "b", true, `"v1"`, false)
+	check("stale from the state", "b", true, `"v1"`, false)
+	if rec.stale.Load() < 2 {
+		t.Fatalf("stale served %d times, want at least 2", rec.stale.Load())
+	}
+	check("cold while the store is down", "other", false, "", true)
+	if n := store.callsFor("b"); n != 2 {
+		t.Fatalf("loads of b = %d, want 2 (cold, and the failed reload)", n)
+	}
+}
+
 func TestGetHitDoesNotAllocate(t *testing.T) {
 	store := newFakeStore(t)
 	store.put("b", `"v1"`)
@@ -556,6 +596,9 @@ func TestGetHitDoesNotAllocate(t *testing.T) {
 	for _, bucket := range []string{"b", "negative"} {
 		allocs := testing.AllocsPerRun(1000, func() {
 			if _, err := c.Get(ctx, bucket); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := c.Rules(ctx, bucket); err != nil {
 				t.Fatal(err)
 			}
 		})

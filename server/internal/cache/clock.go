@@ -62,5 +62,5 @@ func (c *Cache) detach(s *slot) {
 func (c *Cache) unlinkLocked(s *slot) {
 	s.detached.Store(true)
 	s.idx = -1
-	c.slots.CompareAndDelete(s.bucket, s)
+	c.names.remove(s)
 }
