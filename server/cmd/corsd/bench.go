@@ -34,6 +34,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&opts.Rounds, "rounds", 1, "run each transport's and concurrency's scenarios this many times in turn; the table shows medians and each target is the median of its per-round ratios (use 3 or more on a noisy machine)")
 	conc := fs.String("concurrency", "1,16,64", "comma-separated concurrencies (closed-loop workers)")
 	transports := fs.String("transports", strings.Join(opts.Transports, ","), "comma-separated transports: grpc, connect-grpc, connect-json")
+	calls := fs.String("calls", strings.Join(bench.AllCalls(), ","), "comma-separated calls to measure: health (the floor), evaluate, batch (e.g. health,evaluate to profile the server on those alone)")
 	fs.IntVar(&opts.Buckets, "buckets", opts.Buckets, "buckets to configure; their rule sets have 1, 5 and 100 rules in turn")
 	fs.IntVar(&opts.BatchSize, "batch-size", opts.BatchSize, "requests per EvaluateBatch call")
 	ruleSizes := fs.String("rule-sizes", "1,5,100", "rules per bucket configuration, used in turn")
@@ -74,6 +75,13 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opts.Transports = strings.Split(*transports, ",")
+	opts.Calls = strings.Split(*calls, ",")
+	for _, c := range opts.Calls {
+		if !slices.Contains(bench.AllCalls(), c) {
+			fmt.Fprintf(stderr, "corsd bench: --calls: unknown call %q (want %s)\n", c, strings.Join(bench.AllCalls(), ", "))
+			return 2
+		}
+	}
 	if *plotFrom != "" {
 		return redrawPlot(*plotFrom, *plotPath, stderr)
 	}

@@ -112,6 +112,7 @@ func serve(args []string, getenv func(string) string, stderr io.Writer) int {
 	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", cfg.ReadHeaderTimeout, "time a new connection has to send its request headers (HTTP listener) or its TLS handshake and HTTP/2 preface (gRPC listener) before it is closed")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "HTTP listener: keep-alive connections idle longer are closed")
 	fs.DurationVar(&cfg.MaxConnectionAge, "max-connection-age", cfg.MaxConnectionAge, "gRPC listener: connections are closed (gracefully) after this age so gateways rebalance across replicas")
+	fs.IntVar(&cfg.GRPCStreamWorkers, "grpc-stream-workers", cfg.GRPCStreamWorkers, "gRPC listener: goroutines kept to serve calls, so calls run on warm stacks; calls beyond them get a new goroutine each; 0 for a new goroutine per call")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "on SIGTERM/SIGINT, how long in-flight calls may take before connections are closed")
 	fs.DurationVar(&cfg.CallTimeout, "call-timeout", cfg.CallTimeout, "server-side bound on any one call on either listener, whatever deadline the client sent")
 	fs.DurationVar(&cfg.DrainDelay, "drain-delay", cfg.DrainDelay, "on SIGTERM/SIGINT, how long to keep serving while reporting not ready, so load balancers stop sending calls first (e.g. 5s in Kubernetes)")

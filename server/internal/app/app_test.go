@@ -35,6 +35,7 @@ func TestConfigValidateNamesTheSetting(t *testing.T) {
 		"--max-message-bytes":        func(c *Config) { c.MaxMessageBytes = 10 },
 		"--shutdown-timeout":         func(c *Config) { c.ShutdownTimeout = 0 },
 		"--drain-delay":              func(c *Config) { c.DrainDelay = -1 },
+		"--grpc-stream-workers":      func(c *Config) { c.GRPCStreamWorkers = -1 },
 		"--call-timeout":             func(c *Config) { c.CallTimeout = 0 },
 		"--decision-log-sample-rate": func(c *Config) { c.DecisionLogSampleRate = 2 },
 		"--latency-buckets":          func(c *Config) { c.LatencyBuckets = []float64{0.1, 0.01} },

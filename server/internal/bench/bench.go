@@ -44,6 +44,9 @@ const (
 	CallBatch    = "batch"    // DecisionService/EvaluateBatch
 )
 
+// AllCalls lists every call, in the order a round makes them.
+func AllCalls() []string { return []string{CallHealth, CallEvaluate, CallBatch} }
+
 // Options configure a run.
 type Options struct {
 	GRPCAddr, HTTPAddr string
@@ -57,8 +60,10 @@ type Options struct {
 	Rounds      int
 	Concurrency []int
 	Transports  []string
-	Buckets     int // configured buckets; rule sets of 1, 5 and 100 rules in turn
-	BatchSize   int
+	// Calls are the calls each round makes, in AllCalls' order (nil: all).
+	Calls     []string
+	Buckets   int // configured buckets; rule sets of 1, 5 and 100 rules in turn
+	BatchSize int
 	// Progress receives a line as each scenario starts and ends.
 	Progress func(format string, args ...any)
 }
@@ -366,7 +371,10 @@ func Run(ctx context.Context, opts *Options, w *Workload) ([]Result, error) {
 				if rounds > 1 {
 					roundLabel = fmt.Sprintf(" (round %d of %d)", round, rounds)
 				}
-				for _, call := range []string{CallHealth, CallEvaluate, CallBatch} {
+				for _, call := range AllCalls() {
+					if opts.Calls != nil && !slices.Contains(opts.Calls, call) {
+						continue
+					}
 					if ctx.Err() != nil {
 						cs.close()
 						return results, ctx.Err()
