@@ -51,10 +51,7 @@ func (c rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		if err != nil {
 			return err
 		}
-		if got != a.want {
-			return fmt.Errorf("answer has status %d, want %d", got, a.want)
-		}
-		return nil
+		return statusErr(got, a.want)
 	case *wantStatuses:
 		return checkBatch(contiguous(data), a.want)
 	}
