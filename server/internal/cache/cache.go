@@ -3,8 +3,8 @@
 //
 // A hit on a fresh entry is lock-free and allocation-free: one probe of a
 // flat hash index (see index.go), one atomic pointer load and a few atomic
-// compares. Everything else (misses,
-// stale entries, writes, eviction) takes locks that the hit path never takes.
+// compares. Everything else (misses, stale entries, writes, eviction) takes
+// locks that the hit path never takes.
 //
 // Freshness has three independent sources, all cheap to test on a hit:
 //   - Invalidate replaces a bucket's immutable state with a copy marked
@@ -153,7 +153,7 @@ type Cache struct {
 	// size mirrors len(ring) so Len needs no lock.
 	size atomic.Int64
 
-	// mu guards ring, hand, every slot's idx, and writes to slots. Readers
+	// mu guards ring, hand, every slot's idx, and writes to names. Readers
 	// on the hit path never take it.
 	mu   sync.Mutex
 	ring []*slot // CLOCK frames, at most maxEntries
@@ -174,7 +174,7 @@ type slot struct {
 	// names do: at most 63 bytes), so comparing it reads no other memory.
 	bucket string
 	inline [63]byte
-	// detached is set once the slot has left slots, so a writer that found
+	// detached is set once the slot has left the index, so a writer that found
 	// it just before can retry with the bucket's new slot.
 	detached atomic.Bool
 	// idx is the slot's frame in Cache.ring; guarded by Cache.mu.
