@@ -749,46 +749,6 @@ func defaultHostID() string {
 	return base64.StdEncoding.EncodeToString(sum[:24])
 }
 
-// reconcile compares every cached bucket's etag with the store's at each
-// ReconcileInterval and drops the entries that differ: pub/sub is
-// at-most-once, so this bounds how long a lost notification can matter.
-func (a *App) reconcile(ctx context.Context, v store.Versioner) {
-	t := time.NewTicker(a.cfg.ReconcileInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		snap := a.cache.Snapshot()
-		if len(snap) == 0 {
-			continue
-		}
-		buckets := make([]string, len(snap))
-		for i, e := range snap {
-			buckets[i] = e.Bucket
-		}
-		rctx, cancel := context.WithTimeout(ctx, a.cfg.ReconcileInterval)
-		current, err := v.Versions(rctx, buckets)
-		cancel()
-		if err != nil {
-			a.log.Warn("reconcile: cannot read versions", slog.Any("error", err))
-			continue
-		}
-		n := 0
-		for _, e := range snap {
-			if cur, ok := current[e.Bucket]; ok && cur != e.ETag {
-				a.cache.Invalidate(e.Bucket)
-				n++
-			}
-		}
-		if n > 0 {
-			a.log.Info("reconcile: dropped stale entries", slog.Int("buckets", n))
-		}
-	}
-}
-
 func addrString(addr net.Addr) string {
 	if addr.Network() == "unix" {
 		return "unix://" + addr.String()

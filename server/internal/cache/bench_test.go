@@ -108,7 +108,7 @@ func BenchmarkGetMissCoalesced(b *testing.B) {
 // memory is rarely in the CPU's caches and its cost is the number of
 // dependent loads it makes, not the instructions.
 func BenchmarkGetHitSpread(b *testing.B) {
-	for _, n := range []int{1_000, 100_000} {
+	for _, n := range []int{1_000, 100_000, 1_000_000} {
 		b.Run(fmt.Sprintf("buckets=%d", n), func(b *testing.B) {
 			store := newFakeStore(b)
 			c := New(store.load, Options{MaxEntries: n})
