@@ -567,6 +567,11 @@ func TestGrpcurlAndCurl(t *testing.T) {
 			t.Fatalf("curl answer lacks %s:\n%s", want, out)
 		}
 	}
+	// The README's health example: the standard enum names over Connect JSON.
+	if out := run(curl, "-sS", "--fail-with-body", "-H", "Content-Type: application/json", "-d", "{}",
+		"http://"+s.HTTPAddr+"/grpc.health.v1.Health/Check"); strings.TrimSpace(out) != `{"status":"SERVING"}` {
+		t.Fatalf("curl health: %s", out)
+	}
 	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready"} {
 		code, body := httpGet(t, http.DefaultClient, "http://"+s.HTTPAddr+path)
 		if code != 200 || !strings.Contains(body, want) {
