@@ -28,16 +28,17 @@ type RuleSet struct {
 	cfg   *Configuration
 	rules []compiledRule
 	// exact maps an AllowedOrigin without '*' to the rules listing it,
-	// ascending and without duplicates: exactRules[v>>32 : v>>32 +
-	// v&0xffffffff]. The value lies in the map's own slot, so a lookup
-	// reads no object of its own.
-	exact      map[string]uint64
-	exactRules []uint8
+	// ascending and without duplicates.
+	exact originIndex
 	// wild holds every single-wildcard origin pattern ("*" alone excluded),
 	// by rule then by position in the rule; wildPats[i] is wild[i]'s
 	// pattern, read only when wild[i]'s inline test passes.
 	wild     []wildOrigin
 	wildPats []pattern
+	// wildIx narrows wild to the patterns a request may match, when
+	// there are enough of them to pay; otherwise wildAll lists them all.
+	wildIx  *wildIndex
+	wildAll []uint16
 	// any lists the rules whose AllowedOrigins include "*", ascending.
 	any  []uint8
 	opts Options
@@ -222,11 +223,12 @@ func Compile(c *Configuration, opts Options) *RuleSet {
 		// Sorted exact headers let a long list be searched in log time.
 		sort.Strings(cr.headers)
 	}
-	rs.exact = make(map[string]uint64, len(exact))
-	for _, o := range exactOrder {
-		l := exact[o]
-		rs.exact[o] = uint64(len(rs.exactRules))<<32 | uint64(len(l))
-		rs.exactRules = append(rs.exactRules, l...)
+	rs.exact = newOriginIndex(exactOrder, exact)
+	if rs.wildIx = newWildIndex(rs.wild); rs.wildIx == nil {
+		rs.wildAll = make([]uint16, len(rs.wild))
+		for i := range rs.wildAll {
+			rs.wildAll[i] = uint16(i)
+		}
 	}
 	rs.text = a.blocks
 	return rs

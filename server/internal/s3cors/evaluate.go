@@ -332,24 +332,25 @@ func (rs *RuleSet) match(origin string, bit uint8, headers string) int {
 	if bit == 0 {
 		return -1 // no rule allows a method S3 does not know
 	}
-	var exact []uint8
-	if v, ok := rs.exact[origin]; ok {
-		exact = rs.exactRules[v>>32 : v>>32+v&0xffffffff]
+	exact := rs.exact.lookup(origin)
+	wc := rs.wildAll
+	if rs.wildIx != nil {
+		var buf [16]uint16
+		wc = rs.wildIx.candidates(origin, buf[:0])
 	}
-	wild, anyo := rs.wild, rs.any
-	pats := rs.wildPats
+	wild, pats, anyo := rs.wild, rs.wildPats, rs.any
 	last := -1
 	for {
-		// Advance the wildcard list to its next matching pattern.
-		for len(wild) > 0 && (int(wild[0].rule) <= last || !wild[0].mayMatch(origin) || !pats[0].match(origin)) {
-			wild, pats = wild[1:], pats[1:]
+		// Advance the wildcard candidates to the next matching pattern.
+		for len(wc) > 0 && (int(wild[wc[0]].rule) <= last || !wild[wc[0]].mayMatch(origin) || !pats[wc[0]].match(origin)) {
+			wc = wc[1:]
 		}
 		next := 256
 		if len(exact) > 0 {
 			next = int(exact[0])
 		}
-		if len(wild) > 0 && int(wild[0].rule) < next {
-			next = int(wild[0].rule)
+		if len(wc) > 0 && int(wild[wc[0]].rule) < next {
+			next = int(wild[wc[0]].rule)
 		}
 		if len(anyo) > 0 && int(anyo[0]) < next {
 			next = int(anyo[0])

@@ -2,6 +2,7 @@ package s3cors_test
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -100,6 +101,14 @@ func FuzzEvaluate(f *testing.F) {
 	f.Add("*x|PUT|a*b\nx*|PUT|", "xx", "GET", "PUT", "ab, ,AB")
 	f.Add("o|DELETE|\no|HEAD|h\n*|HEAD|*", "o", "HEAD", "", "h")
 	f.Add("o|GET|", "", "OPTIONS", "", "")
+	// Enough wildcard origins to be indexed by suffix head, with one too
+	// short to index and one shared head.
+	var many strings.Builder
+	for i := range 20 {
+		fmt.Fprintf(&many, "https://*.app%d.example;https://app%d.example|GET;PUT|x-*\n", i, i)
+	}
+	many.WriteString("http://*|GET|\n*.app3.example|PUT|")
+	f.Add(many.String(), "https://a.app3.example", "OPTIONS", "PUT", "X-A")
 	f.Fuzz(func(t *testing.T, spec, origin, method, acrm, acrh string) {
 		c := parseSpec(spec)
 		if c == nil || s3cors.Validate(c) != nil {
