@@ -1,7 +1,7 @@
 package s3cors
 
 import (
-	"bytes"
+	"unsafe"
 )
 
 // Request is what S3 looks at to answer a cross-origin request. Empty
@@ -300,24 +300,33 @@ const (
 // ErrorBody renders an S3 error document with S3's element order (spec §6):
 // Code, Message, then Method and ResourceType when given, RequestId, HostId.
 func ErrorBody(code, msg, method, resource, requestID, hostID string) string {
-	var b bytes.Buffer
-	// Room for the declaration, the tags and every value unescaped: one
-	// allocation for the buffer, one for the string.
-	b.Grow(len(errorBodyHead) + len(errorBodyTags) +
-		len(code) + len(msg) + len(method) + len(resource) + len(requestID) + len(hostID))
-	b.WriteString(errorBodyHead)
-	writeElem(&b, "Code", code)
-	writeElem(&b, "Message", msg)
+	// Room for the declaration, the tags and every value unescaped: the
+	// body is one allocation, handed over as the string without a copy.
+	b := make([]byte, 0, len(errorBodyHead)+len(errorBodyTags)+
+		len(code)+len(msg)+len(method)+len(resource)+len(requestID)+len(hostID))
+	b = append(b, errorBodyHead...)
+	b = appendElem(b, "Code", code)
+	switch msg {
+	case msgNotAllowed, msgNotEnabled, msgBucketNotFound, msgNoOrigin:
+		// The messages of refused preflights hold nothing to escape
+		// (TestRefusalMessagesNeedNoEscaping); the longest is 220 bytes.
+		b = append(b, "<Message>"...)
+		b = append(b, msg...)
+		b = append(b, "</Message>"...)
+	default:
+		b = appendElem(b, "Message", msg)
+	}
 	if method != "" {
-		writeElem(&b, "Method", method)
+		b = appendElem(b, "Method", method)
 	}
 	if resource != "" {
-		writeElem(&b, "ResourceType", resource)
+		b = appendElem(b, "ResourceType", resource)
 	}
-	writeElem(&b, "RequestId", requestID)
-	writeElem(&b, "HostId", hostID)
-	b.WriteString("</Error>")
-	return b.String()
+	b = appendElem(b, "RequestId", requestID)
+	b = appendElem(b, "HostId", hostID)
+	b = append(b, "</Error>"...)
+	// b is never written again, so the string may share its bytes.
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // match returns the index of the first rule that allows origin, the method

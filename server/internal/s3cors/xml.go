@@ -170,56 +170,60 @@ func setField(r *Rule, field, v string, ruleNo int) error {
 // equals c for every valid c, up to the nil/empty list distinction XML
 // cannot carry.
 func EncodeXML(c *Configuration) []byte {
-	var b bytes.Buffer
-	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
-	b.WriteString(`<CORSConfiguration xmlns="` + Namespace + `">`)
+	b := []byte(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
+	b = append(b, `<CORSConfiguration xmlns="`+Namespace+`">`...)
 	for i := range c.Rules {
 		r := &c.Rules[i]
-		b.WriteString("<CORSRule>")
+		b = append(b, "<CORSRule>"...)
 		if r.ID != nil {
-			writeElem(&b, "ID", *r.ID)
+			b = appendElem(b, "ID", *r.ID)
 		}
 		for _, v := range r.AllowedHeaders {
-			writeElem(&b, "AllowedHeader", v)
+			b = appendElem(b, "AllowedHeader", v)
 		}
 		for _, v := range r.AllowedMethods {
-			writeElem(&b, "AllowedMethod", v)
+			b = appendElem(b, "AllowedMethod", v)
 		}
 		for _, v := range r.AllowedOrigins {
-			writeElem(&b, "AllowedOrigin", v)
+			b = appendElem(b, "AllowedOrigin", v)
 		}
 		for _, v := range r.ExposeHeaders {
-			writeElem(&b, "ExposeHeader", v)
+			b = appendElem(b, "ExposeHeader", v)
 		}
 		if r.MaxAgeSeconds != nil {
-			writeElem(&b, "MaxAgeSeconds", strconv.FormatInt(int64(*r.MaxAgeSeconds), 10))
+			b = appendElem(b, "MaxAgeSeconds", strconv.FormatInt(int64(*r.MaxAgeSeconds), 10))
 		}
-		b.WriteString("</CORSRule>")
+		b = append(b, "</CORSRule>"...)
 	}
-	b.WriteString("</CORSConfiguration>")
-	return b.Bytes()
+	return append(b, "</CORSConfiguration>"...)
 }
 
-func writeElem(b *bytes.Buffer, name, v string) {
-	b.WriteByte('<')
-	b.WriteString(name)
-	b.WriteByte('>')
-	escapeText(b, v)
-	b.WriteString("</")
-	b.WriteString(name)
-	b.WriteByte('>')
+// appendElem appends <name>v</name>, v escaped.
+func appendElem(b []byte, name, v string) []byte {
+	b = append(b, '<')
+	b = append(b, name...)
+	b = append(b, '>')
+	b = appendEscaped(b, v)
+	b = append(b, "</"...)
+	b = append(b, name...)
+	return append(b, '>')
 }
 
-// escapeText writes s as XML character data. Unlike xml.EscapeText it leaves
+// appendEscaped appends s as XML character data. Unlike xml.EscapeText it leaves
 // quotes, apostrophes and tabs alone (S3's bodies carry "resource's"
 // literally) and escapes only what a parser would otherwise change: markup
 // characters and the carriage return, which parsers fold into a newline.
 // Anything XML cannot carry (invalid UTF-8, control characters) becomes
 // U+FFFD; validated configurations hold none.
-func escapeText(b *bytes.Buffer, s string) {
+func appendEscaped(b []byte, s string) []byte {
 	last := 0
 	for i := 0; i < len(s); {
-		// ASCII, nearly every byte of an S3 message, needs no rune decoding.
+		// Nearly every byte of an S3 message is printable ASCII other than
+		// markup: those take one test each, no rune decoding.
+		if xmlPlain(s[i]) {
+			i++
+			continue
+		}
 		r, n := rune(s[i]), 1
 		if r >= utf8.RuneSelf {
 			r, n = utf8.DecodeRuneInString(s[i:])
@@ -240,12 +244,18 @@ func escapeText(b *bytes.Buffer, s string) {
 			i += n
 			continue
 		}
-		b.WriteString(s[last:i])
-		b.WriteString(esc)
+		b = append(b, s[last:i]...)
+		b = append(b, esc...)
 		i += n
 		last = i
 	}
-	b.WriteString(s[last:])
+	return append(b, s[last:]...)
+}
+
+// xmlPlain reports whether c is printable ASCII that XML character data
+// carries as is (anything but '&', '<' and '>').
+func xmlPlain(c byte) bool {
+	return c >= 0x20 && c < 0x7f && c != '&' && c != '<' && c != '>'
 }
 
 func truncate(s string, n int) string {
