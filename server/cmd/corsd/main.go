@@ -23,6 +23,7 @@ import (
 	"syscall"
 
 	"github.com/corsd/corsd/server/internal/app"
+	"github.com/corsd/corsd/server/internal/gctune"
 )
 
 func main() {
@@ -132,6 +133,7 @@ func serve(args []string, getenv func(string) string, stderr io.Writer) int {
 	fs.Float64Var(&cfg.DecisionLogSampleRate, "decision-log-sample-rate", cfg.DecisionLogSampleRate, "fraction of decisions written to the decision log, 0 (off) to 1")
 	fs.IntVar(&cfg.DecisionLogBuffer, "decision-log-buffer", cfg.DecisionLogBuffer, "decision log entries waiting to be written; when full, entries are dropped (and counted), never waited for")
 	fs.StringVar(&cfg.DecisionLogPath, "decision-log-path", cfg.DecisionLogPath, "file the decision log is appended to as JSON lines; - for stdout")
+	gcHeadroom := fs.Uint64("gc-headroom", 64<<20, "`bytes` the heap may grow past the live heap before a garbage collection, at least: while the live heap is smaller than this, GOGC is raised to keep it (collections were the largest cost of a call after the transport); never below GOGC, bounded by GOMEMLIMIT; 0 to leave GOGC alone")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	fs.Usage = func() {
@@ -160,6 +162,12 @@ func serve(args []string, getenv func(string) string, stderr io.Writer) int {
 		log.Error("cannot start", slog.Any("error", err))
 		return 1
 	}
+	// The GC percent is the process's, so the tuner belongs to the
+	// command, not to the App (tests run several in one process).
+	gcCtx, stopGC := context.WithCancel(ctx)
+	defer stopGC()
+	log.Info("garbage collection", slog.Uint64("min_headroom_bytes", *gcHeadroom))
+	go gctune.Run(gcCtx, gctune.Options{MinHeadroom: *gcHeadroom, Log: log})
 	if err := a.Run(ctx); err != nil {
 		log.Error("stopped with an error", slog.Any("error", err))
 		return 1
