@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -188,16 +189,29 @@ func TestPutIsVisibleToTheNextDecision(t *testing.T) {
 	}
 }
 
-// Decision ids are unique.
+// Decision ids are unique, from many goroutines at once and across the
+// blocks they are reserved in.
 func TestDecisionIDsAreUnique(t *testing.T) {
 	svc, _ := newService(t)
+	const workers, each = 8, 3 * idBlockSize
+	ids := make([][]string, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for range each {
+				ids[w] = append(ids[w], svc.nextID())
+			}
+		})
+	}
+	wg.Wait()
 	seen := map[string]bool{}
-	for range 1000 {
-		id := svc.nextID()
-		if seen[id] {
-			t.Fatalf("duplicate id %s", id)
+	for _, l := range ids {
+		for _, id := range l {
+			if seen[id] {
+				t.Fatalf("duplicate id %s", id)
+			}
+			seen[id] = true
 		}
-		seen[id] = true
 	}
 }
 

@@ -2,11 +2,18 @@ package api
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
 	corsdv1 "github.com/corsd/corsd/gen/corsd/v1"
 	"github.com/corsd/corsd/server/internal/bench"
+	"github.com/corsd/corsd/server/internal/cache"
+	"github.com/corsd/corsd/server/internal/s3cors"
+	"github.com/corsd/corsd/server/internal/store/filestore"
+	"github.com/corsd/corsd/server/internal/telemetry"
 )
 
 // BenchmarkEvaluateWorkloadMix is corsd bench's request mix (300 buckets of
@@ -91,4 +98,65 @@ func TestWarmEvaluateAllocatesOnlyTheResponse(t *testing.T) {
 	if allocs != 5 {
 		t.Errorf("a warm Evaluate made %.1f allocations, want 5 (the response's)", allocs)
 	}
+}
+
+func BenchmarkEvaluateWorkloadMixParallel(b *testing.B) {
+	svc, _ := newService(b)
+	ctx := context.Background()
+	w := bench.NewWorkload(300, nil)
+	for i, name := range w.Buckets {
+		if _, err := svc.PutBucketCors(ctx, &corsdv1.PutBucketCorsRequest{Bucket: name,
+			Document: &corsdv1.PutBucketCorsRequest_Json{Json: w.Configs[i]}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, err := svc.Evaluate(ctx, w.Requests[i%len(w.Requests)]); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+}
+
+// BenchmarkEvaluateObservedParallel is the mix through the Observer's gRPC
+// interceptor with metrics on, on every core: what the shared counters and
+// the latency histogram cost a decision when cores contend for them.
+func BenchmarkEvaluateObservedParallel(b *testing.B) {
+	m := telemetry.NewMetrics(nil, func() int { return 0 })
+	st, err := filestore.Open(context.Background(), b.TempDir(), filestore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = st.Close() })
+	svc := New(st, cache.New(Loader(st, s3cors.Options{}), cache.Options{Observer: m.NewCacheObserver()}), Options{HostID: "host"})
+	ctx := context.Background()
+	w := bench.NewWorkload(300, nil)
+	for i, name := range w.Buckets {
+		if _, err := svc.PutBucketCors(ctx, &corsdv1.PutBucketCorsRequest{Bucket: name,
+			Document: &corsdv1.PutBucketCorsRequest_Json{Json: w.Configs[i]}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	o := &Observer{Log: slog.New(slog.DiscardHandler), Metrics: m}
+	intercept := o.GRPCInterceptor()
+	info := &grpc.UnaryServerInfo{FullMethod: corsdv1.DecisionService_Evaluate_FullMethodName}
+	handler := func(ctx context.Context, req any) (any, error) {
+		return svc.Evaluate(ctx, req.(*corsdv1.EvaluateRequest))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, err := intercept(ctx, w.Requests[i%len(w.Requests)], info, handler); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
 }
