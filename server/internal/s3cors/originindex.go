@@ -179,9 +179,23 @@ func newWildIndex(wild []wildOrigin) *wildIndex {
 	return ix
 }
 
-// candidates appends to buf the patterns origin may match, ascending.
+// candidates returns the patterns origin may match, ascending. When only
+// one list applies (the usual case) it is returned as is, aliasing the
+// index; otherwise the lists are merged into buf.
 func (ix *wildIndex) candidates(origin string, buf []uint16) []uint16 {
+	var one []uint16
 	sources := 0
+	add := func(l []uint16) {
+		switch sources {
+		case 0:
+			one = l
+		case 1:
+			buf = append(append(buf, one...), l...)
+		default:
+			buf = append(buf, l...)
+		}
+		sources++
+	}
 	if len(ix.slots) > 0 {
 		mask := uint64(len(ix.slots) - 1)
 		for _, sl := range ix.slens {
@@ -195,19 +209,18 @@ func (ix *wildIndex) candidates(origin string, buf []uint16) []uint16 {
 					break
 				}
 				if s.head == head && s.slen == sl {
-					buf = append(buf, ix.lists[s.off:s.off+s.n]...)
-					sources++
+					add(ix.lists[s.off : s.off+s.n])
 					break
 				}
 			}
 		}
 	}
 	if len(ix.rest) > 0 {
-		buf = append(buf, ix.rest...)
-		sources++
+		add(ix.rest)
 	}
-	if sources > 1 {
-		slices.Sort(buf)
+	if sources <= 1 {
+		return one
 	}
+	slices.Sort(buf)
 	return buf
 }
