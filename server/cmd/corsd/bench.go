@@ -40,6 +40,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	ruleSizes := fs.String("rule-sizes", "1,5,100", "rules per bucket configuration, used in turn")
 	jsonPath := fs.String("json", "", "also write the results and targets as JSON to this file")
 	redisURL := fs.String("redis-url", "", "start the server with this --redis-url instead of the embedded store (only when corsd bench starts it)")
+	serverLog := fs.String("server-log", "", "append the log (stderr) of the corsd that corsd bench starts to this file, e.g. to read GODEBUG=gctrace=1 traces (the server inherits corsd bench's environment); default: discarded")
 	serverFlags := fs.String("server-flags", "", "extra flags, space-separated, for the `corsd serve` that corsd bench starts (e.g. \"--compress-min-bytes 4096\")")
 	warmOnly := fs.Bool("warm-only", false, "load, measure the cold misses and RSS, and stop (no load scenarios)")
 	scaling := fs.Bool("scaling", false, "measure the scaling curve instead: warm Evaluate over grpc-go as buckets and rules per bucket grow")
@@ -126,7 +127,17 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 			extra = append(extra, "--redis-url", *redisURL)
 		}
 		extra = append(extra, strings.Fields(*serverFlags)...)
-		srv, err := bench.StartServer(ctx, exe, dir, extra...)
+		var srvLog io.Writer
+		if *serverLog != "" {
+			f, err := os.OpenFile(*serverLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+			if err != nil {
+				fmt.Fprintf(stderr, "corsd bench: --server-log: %v\n", err)
+				return 1
+			}
+			defer f.Close()
+			srvLog = f
+		}
+		srv, err := bench.StartServer(ctx, exe, dir, srvLog, extra...)
 		if err != nil {
 			fmt.Fprintf(stderr, "corsd bench: %v\n", err)
 			return 1

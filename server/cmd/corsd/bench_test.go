@@ -71,10 +71,19 @@ func TestBenchShortRunsEveryScenario(t *testing.T) {
 // draws it as a PNG.
 func TestBenchScalingDrawsTheCurve(t *testing.T) {
 	dir := t.TempDir()
-	plot, out := filepath.Join(dir, "scaling.png"), filepath.Join(dir, "scaling.json")
-	cmd := exec.Command(binPath, "bench", "--scaling", "--short", "--duration", "100ms", "--plot", plot, "--json", out)
+	plot, out, serverLog := filepath.Join(dir, "scaling.png"), filepath.Join(dir, "scaling.json"), filepath.Join(dir, "server.log")
+	// --server-log keeps the server's stderr, GODEBUG traces included (the
+	// server inherits the environment; Go's default GC percent makes it
+	// collect during loading).
+	cmd := exec.Command(binPath, "bench", "--scaling", "--short", "--duration", "100ms", "--plot", plot, "--json", out,
+		"--server-log", serverLog, "--server-flags", "--gc-headroom 0")
+	cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("corsd bench --scaling: %v\n%s", err, b)
+	}
+	if log, err := os.ReadFile(serverLog); err != nil || !strings.Contains(string(log), `"msg":"listening"`) ||
+		!strings.Contains(string(log), "gc 1 @") {
+		t.Fatalf("--server-log holds no listening line or GC trace (%v):\n%.2000s", err, log)
 	}
 	f, err := os.Open(plot)
 	if err != nil {

@@ -22,8 +22,13 @@ type Server struct {
 }
 
 // StartServer runs `exe serve` on ephemeral loopback ports with the extra
-// arguments and waits until both listeners report their addresses.
-func StartServer(ctx context.Context, exe, dataDir string, extra ...string) (*Server, error) {
+// arguments and waits until both listeners report their addresses. The
+// server's stderr (its log, and the runtime's GODEBUG traces) is copied to
+// log, or discarded when log is nil.
+func StartServer(ctx context.Context, exe, dataDir string, log io.Writer, extra ...string) (*Server, error) {
+	if log == nil {
+		log = io.Discard
+	}
 	// Nothing logs per request at info, so the log stays quiet under load.
 	args := append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--debug-addr", "",
 		"--data-dir", dataDir, "--log-format", "json"}, extra...)
@@ -40,12 +45,13 @@ func StartServer(ctx context.Context, exe, dataDir string, extra ...string) (*Se
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
+			_, _ = fmt.Fprintf(log, "%s\n", sc.Bytes())
 			var rec struct{ Msg, Transport, Addr string }
 			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "listening" {
 				addrs <- [2]string{rec.Transport, rec.Addr}
 			}
 		}
-		_, _ = io.Copy(io.Discard, stderr)
+		_, _ = io.Copy(log, stderr)
 	}()
 	go func() { s.done <- cmd.Wait() }()
 	timeout := time.After(30 * time.Second)
