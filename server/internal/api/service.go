@@ -80,8 +80,9 @@ type Service struct {
 	opts   Options
 	log    *slog.Logger
 	hostID string
-	// Decision ids are a per-process random prefix and a counter: unique,
-	// ordered within a process, and one allocation each.
+	// Decision ids are a per-process random prefix and a counter: unique
+	// within a process and one allocation each, but not in call order
+	// (each P numbers from its own block; see nextID).
 	idPrefix string
 	idSeq    atomic.Uint64
 	idBlocks sync.Pool // of *idBlock
