@@ -109,6 +109,24 @@ func WaitChange(t *testing.T, ch <-chan store.Change, what string, match func(st
 	}
 }
 
+// WaitAnnounced waits until ch has delivered a change for each of buckets,
+// in any order. Tests that then check that a refused write announced
+// nothing call it first for their setup writes: in a Redis Cluster,
+// announcements published on different nodes arrive in no particular
+// order, and a slow one for a setup write once passed for an announcement
+// of the refused write.
+func WaitAnnounced(t *testing.T, ch <-chan store.Change, buckets ...string) {
+	t.Helper()
+	want := map[string]bool{}
+	for _, b := range buckets {
+		want[b] = true
+	}
+	for len(want) > 0 {
+		c := WaitChange(t, ch, fmt.Sprintf("the announcements of %v", buckets), func(c store.Change) bool { return want[c.Bucket] })
+		delete(want, c.Bucket)
+	}
+}
+
 // ExpectNothingAnnounced proves that nothing was announced on ch since it
 // was opened: it writes a fence bucket through s and requires the fence's
 // change to be the first one ch delivers. Changes are delivered in order, so
@@ -226,7 +244,9 @@ func testPutIfMatch(t *testing.T, newStore func(t *testing.T) store.Store) {
 			s := newStore(t)
 			var before store.Record
 			if tt.existing != nil {
+				setup := s.Changes(t.Context())
 				before = MustPut(t, s, "bucket", tt.existing)
+				WaitAnnounced(t, setup, "bucket")
 			}
 			ch := s.Changes(t.Context())
 
@@ -647,11 +667,13 @@ func equalMaps(a, b map[string]string) bool {
 
 func testOwnerConditionRefusesOthers(t *testing.T, newStore func(t *testing.T) store.Store) {
 	s := newStore(t)
+	setup := s.Changes(t.Context())
 	claimed, err := s.Put(t.Context(), "claimed", Doc("a"), store.Cond{Owner: "tenant-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	unowned := MustPut(t, s, "unowned", Doc("admin"))
+	WaitAnnounced(t, setup, "claimed", "unowned")
 	tests := []struct {
 		name   string
 		bucket string
