@@ -25,13 +25,7 @@ import (
 func BenchmarkEvaluateWorkloadMix(b *testing.B) {
 	svc, _ := newService(b)
 	ctx := context.Background()
-	w := bench.NewWorkload(300, nil)
-	for i, name := range w.Buckets {
-		if _, err := svc.PutBucketCors(ctx, &corsdv1.PutBucketCorsRequest{Bucket: name,
-			Document: &corsdv1.PutBucketCorsRequest_Json{Json: w.Configs[i]}}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	w := loadWorkload(b, svc)
 	for _, r := range w.Requests {
 		if _, err := svc.Evaluate(ctx, r); err != nil {
 			b.Fatal(err)
@@ -100,16 +94,25 @@ func TestWarmEvaluateAllocatesOnlyTheResponse(t *testing.T) {
 	}
 }
 
-func BenchmarkEvaluateWorkloadMixParallel(b *testing.B) {
-	svc, _ := newService(b)
-	ctx := context.Background()
+// loadWorkload stores corsd bench's 300 bucket configurations through svc.
+func loadWorkload(b *testing.B, svc *Service) *bench.Workload {
+	b.Helper()
 	w := bench.NewWorkload(300, nil)
 	for i, name := range w.Buckets {
-		if _, err := svc.PutBucketCors(ctx, &corsdv1.PutBucketCorsRequest{Bucket: name,
+		if _, err := svc.PutBucketCors(context.Background(), &corsdv1.PutBucketCorsRequest{Bucket: name,
 			Document: &corsdv1.PutBucketCorsRequest_Json{Json: w.Configs[i]}}); err != nil {
 			b.Fatal(err)
 		}
 	}
+	return w
+}
+
+// BenchmarkEvaluateWorkloadMixParallel is the mix on every core: what
+// decisions cost when cores contend for shared state (a counter, a lock).
+func BenchmarkEvaluateWorkloadMixParallel(b *testing.B) {
+	svc, _ := newService(b)
+	ctx := context.Background()
+	w := loadWorkload(b, svc)
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -135,13 +138,7 @@ func BenchmarkEvaluateObservedParallel(b *testing.B) {
 	b.Cleanup(func() { _ = st.Close() })
 	svc := New(st, cache.New(Loader(st, s3cors.Options{}), cache.Options{Observer: m.NewCacheObserver()}), Options{HostID: "host"})
 	ctx := context.Background()
-	w := bench.NewWorkload(300, nil)
-	for i, name := range w.Buckets {
-		if _, err := svc.PutBucketCors(ctx, &corsdv1.PutBucketCorsRequest{Bucket: name,
-			Document: &corsdv1.PutBucketCorsRequest_Json{Json: w.Configs[i]}}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	w := loadWorkload(b, svc)
 	o := &Observer{Log: slog.New(slog.DiscardHandler), Metrics: m}
 	intercept := o.GRPCInterceptor()
 	info := &grpc.UnaryServerInfo{FullMethod: corsdv1.DecisionService_Evaluate_FullMethodName}

@@ -702,9 +702,6 @@ func (a *App) connectInterceptors() []connect.Interceptor {
 	return is
 }
 
-// callTimeoutGRPC bounds every call server-side: a client that sends no
-// deadline (or an absurd one) cannot hold a handler, a store read or a
-// connection for longer than d.
 // boundedWithin reports whether ctx already ends within d (the client sent
 // a shorter deadline, as gateways do), so the call timeout need not add
 // a timer of its own to every call.
@@ -713,6 +710,9 @@ func boundedWithin(ctx context.Context, d time.Duration) bool {
 	return ok && time.Until(dl) <= d
 }
 
+// callTimeoutGRPC bounds every call server-side: a client that sends no
+// deadline (or an absurd one) cannot hold a handler, a store read or a
+// connection for longer than d.
 func callTimeoutGRPC(d time.Duration) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		if boundedWithin(ctx, d) {

@@ -8,8 +8,9 @@
 // are decoded by vtprotobuf's unmarshal_unsafe into a private copy of the
 // frame: their strings point into that copy instead of each taking an
 // allocation (a preflight decodes 1.3-1.7× faster, with 5 allocations
-// instead of 10: BenchmarkUnmarshalPreflight). vtprotobuf does not check that proto3 strings are valid UTF-8,
-// so requestStringsValid checks every string on the wire first; a request
+// instead of 10: BenchmarkUnmarshalPreflight). vtprotobuf does not check
+// that proto3 strings are valid UTF-8, so requestStringsValid checks every
+// string on the wire first; a request
 // that fails, or carries unknown fields, is decoded by protobuf-go, which
 // rejects it (or accepts it) exactly as before. Every other request is
 // decoded by protobuf-go: a configuration's strings outlive the call (the

@@ -129,8 +129,11 @@ func WaitAnnounced(t *testing.T, ch <-chan store.Change, buckets ...string) {
 
 // ExpectNothingAnnounced proves that nothing was announced on ch since it
 // was opened: it writes a fence bucket through s and requires the fence's
-// change to be the first one ch delivers. Changes are delivered in order, so
-// an announcement of an earlier write would arrive first.
+// change to be the first one ch delivers. Changes published through one
+// node are delivered in order, so an announcement of an earlier write would
+// arrive first. (In a Redis Cluster, one published on another node may
+// arrive after the fence: the check is then weaker, never wrong; writes made
+// before ch was opened must be awaited first, see WaitAnnounced.)
 func ExpectNothingAnnounced(t *testing.T, s store.Store, ch <-chan store.Change) {
 	t.Helper()
 	MustPut(t, s, "fence-bucket", Doc("fence"))
