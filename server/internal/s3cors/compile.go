@@ -1,6 +1,7 @@
 package s3cors
 
 import (
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,8 +25,18 @@ type Options struct {
 // with a matching single-wildcard origin, and the rules allowing any origin,
 // merged in rule order; the first candidate whose methods and headers also
 // allow the request wins, as the linear scan S3 describes would find.
+//
+// A RuleSet holds no pointers but its slice headers: every string lives in
+// text and is named by a span, and every per-rule list is a span of one of
+// the rule set's arrays. A server holding a million buckets keeps a million
+// rule sets alive, and the collector marks each of them in every
+// collection; arrays without pointers it marks without reading them.
+// BenchmarkRuleSetMemory measures both the bytes and the marking time.
 type RuleSet struct {
-	cfg   *Configuration
+	// text holds the rule set's strings side by side, each distinct string
+	// once: deciding reads a few neighbouring cache lines, not strings
+	// scattered over the heap wherever the decoder allocated them.
+	text  []byte
 	rules []compiledRule
 	// exact maps an AllowedOrigin without '*' to the rules listing it,
 	// ascending and without duplicates.
@@ -34,18 +45,31 @@ type RuleSet struct {
 	// by rule then by position in the rule; wildPats[i] is wild[i]'s
 	// pattern, read only when wild[i]'s inline test passes.
 	wild     []wildOrigin
-	wildPats []pattern
+	wildPats []spanPattern
 	// wildIx narrows wild to the patterns a request may match, when
 	// there are enough of them to pay; otherwise wildAll lists them all.
 	wildIx  *wildIndex
 	wildAll []uint16
 	// any lists the rules whose AllowedOrigins include "*", ascending.
-	any  []uint8
-	opts Options
-	// text holds the rule set's strings side by side (see arena), so that
-	// deciding reads a few neighbouring cache lines, not strings scattered
-	// over the heap wherever the decoder allocated them.
-	text [][]byte
+	any []uint8
+	// headers, headerPats and origins hold the rules' lists, each rule's
+	// a span of them (compiledRule.headers, .headerPats, .origins).
+	headers    []span
+	headerPats []spanPattern
+	origins    []originMatcher
+	opts       Options
+}
+
+// span is a run of a rule set's array: text[off:off+n] for a string,
+// or the elements off..off+n-1 of a list.
+type span struct{ off, n uint32 }
+
+// str returns the string sp names in text, sharing its bytes.
+func str(text []byte, sp span) string {
+	if sp.n == 0 {
+		return ""
+	}
+	return unsafe.String(&text[sp.off], int(sp.n))
 }
 
 // wildOrigin is the part of a wildcard origin that match scans: 24 bytes
@@ -99,9 +123,29 @@ func splitPattern(s string) pattern {
 	return pattern{prefix: s[:i], suffix: s[i+1:]}
 }
 
+// spanPattern is a pattern kept in a rule set's text.
+type spanPattern struct{ prefix, suffix span }
+
+func (p spanPattern) match(text []byte, s string) bool {
+	pl, sl := int(p.prefix.n), int(p.suffix.n)
+	return len(s) >= pl+sl && s[:pl] == str(text, p.prefix) && s[len(s)-sl:] == str(text, p.suffix)
+}
+
 type compiledRule struct {
-	id    string
-	hasID bool
+	id span
+	// Pre-rendered response header values; expose and maxAge are empty
+	// when the rule has none.
+	allowMethods, expose, maxAge span
+	// headers is the rule's span of RuleSet.headers: the AllowedHeaders
+	// without '*', lower-cased once here and sorted.
+	headers span
+	// headerPats is its span of RuleSet.headerPats: the single-wildcard
+	// AllowedHeaders, lower-cased.
+	headerPats span
+	// origins is its span of RuleSet.origins, kept for Explain's linear
+	// scan.
+	origins span
+	hasID   bool
 	// methods is the bitmask of AllowedMethods.
 	methods uint8
 	// anyOrigin: the rule lists "*", so it answers Allow-Origin "*" and no
@@ -109,22 +153,11 @@ type compiledRule struct {
 	anyOrigin bool
 	// anyHeader: the rule lists AllowedHeader "*".
 	anyHeader bool
-	// headers holds the AllowedHeaders without '*', lower-cased once here.
-	headers []string
-	// headerPats holds the single-wildcard AllowedHeaders, lower-cased.
-	headerPats []pattern
-	// origins are kept for Explain's linear scan.
-	origins []originMatcher
-
-	// Pre-rendered response header values.
-	allowMethods string
-	expose       string // "" when the rule has no ExposeHeader
-	maxAge       string // "" when the rule has no MaxAgeSeconds
 }
 
 type originMatcher struct {
-	exact string
-	p     pattern
+	exact span
+	p     spanPattern
 	kind  uint8 // originExact, originWild, originAny
 }
 
@@ -134,37 +167,23 @@ const (
 	originAny
 )
 
-func (m *originMatcher) match(o string) bool {
+func (m *originMatcher) match(text []byte, o string) bool {
 	switch m.kind {
 	case originExact:
-		return o == m.exact
+		return o == str(text, m.exact)
 	case originWild:
-		return m.p.match(o)
+		return m.p.match(text, o)
 	}
 	return true
 }
 
 // Compile turns a configuration into a RuleSet. The configuration must be
-// valid (Validate, or one of the decoders); the RuleSet keeps its own deep
-// copy. Compile is where all per-rule work happens, so Evaluate only looks
-// things up and copies pre-rendered strings.
+// valid (Validate, or one of the decoders); the RuleSet copies what it
+// keeps and holds nothing of c. Compile is where all per-rule work happens,
+// so Evaluate only looks things up and copies pre-rendered strings.
 func Compile(c *Configuration, opts Options) *RuleSet {
-	c = c.Clone()
-	rs := &RuleSet{cfg: c, rules: make([]compiledRule, len(c.Rules)), opts: opts}
+	rs := &RuleSet{rules: make([]compiledRule, len(c.Rules)), opts: opts}
 	a := newArena(c)
-	// The clone's strings move into the arena too: the rule set then holds
-	// one copy of each, next to the compiled ones.
-	for i := range c.Rules {
-		r := &c.Rules[i]
-		if r.ID != nil {
-			*r.ID = a.add(*r.ID)
-		}
-		for _, list := range [][]string{r.AllowedMethods, r.AllowedOrigins, r.AllowedHeaders, r.ExposeHeaders} {
-			for j := range list {
-				list[j] = a.add(list[j])
-			}
-		}
-	}
 	exact := map[string][]uint8{}
 	var exactOrder []string
 	for i := range c.Rules {
@@ -184,20 +203,21 @@ func Compile(c *Configuration, opts Options) *RuleSet {
 		if r.MaxAgeSeconds != nil {
 			cr.maxAge = a.add(strconv.FormatInt(int64(*r.MaxAgeSeconds), 10))
 		}
+		cr.origins.off = uint32(len(rs.origins))
 		for _, o := range r.AllowedOrigins {
-			o = a.add(o)
 			switch {
 			case o == "*":
 				if !cr.anyOrigin {
 					rs.any = append(rs.any, idx)
 				}
 				cr.anyOrigin = true
-				cr.origins = append(cr.origins, originMatcher{kind: originAny})
+				rs.origins = append(rs.origins, originMatcher{kind: originAny})
 			case strings.IndexByte(o, '*') >= 0:
 				p := splitPattern(o)
+				sp := a.addPattern(p)
 				rs.wild = append(rs.wild, newWildOrigin(p, idx))
-				rs.wildPats = append(rs.wildPats, p)
-				cr.origins = append(cr.origins, originMatcher{kind: originWild, p: p})
+				rs.wildPats = append(rs.wildPats, sp)
+				rs.origins = append(rs.origins, originMatcher{kind: originWild, p: sp})
 			default:
 				l, seen := exact[o]
 				if !seen {
@@ -206,44 +226,53 @@ func Compile(c *Configuration, opts Options) *RuleSet {
 				if len(l) == 0 || l[len(l)-1] != idx {
 					exact[o] = append(l, idx)
 				}
-				cr.origins = append(cr.origins, originMatcher{kind: originExact, exact: o})
+				rs.origins = append(rs.origins, originMatcher{kind: originExact, exact: a.add(o)})
 			}
 		}
+		cr.origins.n = uint32(len(rs.origins)) - cr.origins.off
+		var plain []string
+		cr.headerPats.off = uint32(len(rs.headerPats))
 		for _, h := range r.AllowedHeaders {
-			h = a.add(asciiLower(h))
+			h = asciiLower(h)
 			switch {
 			case h == "*":
 				cr.anyHeader = true
 			case strings.IndexByte(h, '*') >= 0:
-				cr.headerPats = append(cr.headerPats, splitPattern(h))
+				rs.headerPats = append(rs.headerPats, a.addPattern(splitPattern(h)))
 			default:
-				cr.headers = append(cr.headers, h)
+				plain = append(plain, h)
 			}
 		}
+		cr.headerPats.n = uint32(len(rs.headerPats)) - cr.headerPats.off
 		// Sorted exact headers let a long list be searched in log time.
-		sort.Strings(cr.headers)
+		sort.Strings(plain)
+		cr.headers = span{off: uint32(len(rs.headers)), n: uint32(len(plain))}
+		for _, h := range plain {
+			rs.headers = append(rs.headers, a.add(h))
+		}
 	}
-	rs.exact = newOriginIndex(exactOrder, exact)
+	rs.exact = newOriginIndex(exactOrder, exact, a.add)
 	if rs.wildIx = newWildIndex(rs.wild); rs.wildIx == nil {
 		rs.wildAll = make([]uint16, len(rs.wild))
 		for i := range rs.wildAll {
 			rs.wildAll[i] = uint16(i)
 		}
 	}
-	rs.text = a.blocks
+	// One array of the exact size: the arena's may have room to spare.
+	rs.text = append([]byte(nil), a.text...)
+	rs.exact.text = rs.text
 	return rs
 }
 
-// arena copies strings into large blocks, so that the strings of one rule
-// set lie next to each other. Blocks are only ever appended to, never
-// reallocated or changed, so every string handed out stays what it was.
+// arena gathers a rule set's strings into one byte array, each distinct
+// string once, and names them by their span in it.
 type arena struct {
-	blocks [][]byte
-	seen   map[string]string
+	text []byte
+	seen map[string]span
 }
 
-// newArena sizes the first block for c's strings, counted generously
-// (joins add ", " per item; lower-casing may copy a header).
+// newArena sizes the array for c's strings, counted generously (joins add
+// ", " per item; lower-casing may copy a header).
 func newArena(c *Configuration) *arena {
 	n := 0
 	for i := range c.Rules {
@@ -258,53 +287,51 @@ func newArena(c *Configuration) *arena {
 		}
 		n += 20 // MaxAgeSeconds
 	}
-	return &arena{blocks: [][]byte{make([]byte, 0, n)}, seen: map[string]string{}}
+	return &arena{text: make([]byte, 0, n), seen: map[string]span{}}
 }
 
-// add returns a copy of s in the arena (the same copy for equal strings).
-func (a *arena) add(s string) string {
+// add returns the span of s in the arena (the same span for equal strings).
+func (a *arena) add(s string) span {
 	if s == "" {
-		return ""
+		return span{}
 	}
-	if v, ok := a.seen[s]; ok {
-		return v
+	if sp, ok := a.seen[s]; ok {
+		return sp
 	}
-	b := &a.blocks[len(a.blocks)-1]
-	if cap(*b)-len(*b) < len(s) {
-		a.blocks = append(a.blocks, make([]byte, 0, max(len(s), 1024)))
-		b = &a.blocks[len(a.blocks)-1]
-	}
-	start := len(*b)
-	*b = append(*b, s...)
-	v := unsafe.String(&(*b)[start], len(s))
-	a.seen[v] = v
-	return v
+	sp := span{off: uint32(len(a.text)), n: uint32(len(s))}
+	a.text = append(a.text, s...)
+	a.seen[s] = sp
+	return sp
 }
 
-// Configuration returns the configuration the rule set was compiled from.
-// The caller must not modify it.
-func (rs *RuleSet) Configuration() *Configuration { return rs.cfg }
+func (a *arena) addPattern(p pattern) spanPattern {
+	return spanPattern{prefix: a.add(p.prefix), suffix: a.add(p.suffix)}
+}
 
 // Len is the number of rules.
 func (rs *RuleSet) Len() int { return len(rs.rules) }
 
-// allowsHeader reports whether the rule allows one requested header name,
+// allowsHeader reports whether cr allows one requested header name,
 // already lower-cased and trimmed.
-func (cr *compiledRule) allowsHeader(h string) bool {
+func (rs *RuleSet) allowsHeader(cr *compiledRule, h string) bool {
 	if cr.anyHeader {
 		return true
 	}
-	if len(cr.headers) <= 8 {
-		for _, a := range cr.headers {
-			if a == h {
+	text := rs.text
+	hs := rs.headers[cr.headers.off : cr.headers.off+cr.headers.n]
+	if len(hs) <= 8 {
+		for _, a := range hs {
+			if int(a.n) == len(h) && str(text, a) == h {
 				return true
 			}
 		}
-	} else if i := sort.SearchStrings(cr.headers, h); i < len(cr.headers) && cr.headers[i] == h {
+	} else if _, found := slices.BinarySearchFunc(hs, h, func(a span, h string) int {
+		return strings.Compare(str(text, a), h)
+	}); found {
 		return true
 	}
-	for _, p := range cr.headerPats {
-		if p.match(h) {
+	for _, p := range rs.headerPats[cr.headerPats.off : cr.headerPats.off+cr.headerPats.n] {
+		if p.match(text, h) {
 			return true
 		}
 	}
@@ -312,8 +339,8 @@ func (cr *compiledRule) allowsHeader(h string) bool {
 }
 
 // allowsHeaders checks a normalised header list ("a, b, c", see
-// normalizeHeaders) and returns the first name the rule refuses.
-func (cr *compiledRule) allowsHeaders(list string) (string, bool) {
+// normalizeHeaders) against cr and returns the first name it refuses.
+func (rs *RuleSet) allowsHeaders(cr *compiledRule, list string) (string, bool) {
 	if list == "" || cr.anyHeader {
 		return "", true
 	}
@@ -324,7 +351,7 @@ func (cr *compiledRule) allowsHeaders(list string) (string, bool) {
 		} else {
 			h, list = list, ""
 		}
-		if !cr.allowsHeader(h) {
+		if !rs.allowsHeader(cr, h) {
 			return h, false
 		}
 	}

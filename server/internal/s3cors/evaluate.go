@@ -241,22 +241,22 @@ func Evaluate(rs *RuleSet, req *Request, res *Result) {
 	if preflight {
 		res.Status = 200
 	}
-	res.RuleIndex, res.RuleID, res.HasRuleID = idx, cr.id, cr.hasID
+	res.RuleIndex, res.RuleID, res.HasRuleID = idx, str(rs.text, cr.id), cr.hasID
 	if cr.anyOrigin {
 		res.add(HeaderAllowOrigin, "*")
 	} else {
 		res.add(HeaderAllowOrigin, req.Origin)
 		res.add(HeaderAllowCredentials, "true")
 	}
-	res.add(HeaderAllowMethods, cr.allowMethods)
+	res.add(HeaderAllowMethods, str(rs.text, cr.allowMethods))
 	if headers != "" {
 		res.add(HeaderAllowHeaders, headers)
 	}
-	if cr.expose != "" {
-		res.add(HeaderExposeHeaders, cr.expose)
+	if cr.expose.n != 0 {
+		res.add(HeaderExposeHeaders, str(rs.text, cr.expose))
 	}
-	if cr.maxAge != "" {
-		res.add(HeaderMaxAge, cr.maxAge)
+	if cr.maxAge.n != 0 {
+		res.add(HeaderMaxAge, str(rs.text, cr.maxAge))
 	}
 	res.add(HeaderVary, varyValue)
 }
@@ -347,11 +347,11 @@ func (rs *RuleSet) match(origin string, bit uint8, headers string) int {
 		var buf [16]uint16
 		wc = rs.wildIx.candidates(origin, buf[:0])
 	}
-	wild, pats, anyo := rs.wild, rs.wildPats, rs.any
+	wild, pats, anyo, text := rs.wild, rs.wildPats, rs.any, rs.text
 	last := -1
 	for {
 		// Advance the wildcard candidates to the next matching pattern.
-		for len(wc) > 0 && (int(wild[wc[0]].rule) <= last || !wild[wc[0]].mayMatch(origin) || !pats[wc[0]].match(origin)) {
+		for len(wc) > 0 && (int(wild[wc[0]].rule) <= last || !wild[wc[0]].mayMatch(origin) || !pats[wc[0]].match(text, origin)) {
 			wc = wc[1:]
 		}
 		next := 256
@@ -378,7 +378,7 @@ func (rs *RuleSet) match(origin string, bit uint8, headers string) int {
 		if cr.methods&bit == 0 {
 			continue
 		}
-		if _, ok := cr.allowsHeaders(headers); ok {
+		if _, ok := rs.allowsHeaders(cr, headers); ok {
 			return next
 		}
 	}
@@ -391,10 +391,10 @@ func (rs *RuleSet) explain(origin string, bit uint8, headers string) (int, []Rul
 	trace := make([]RuleTrace, 0, len(rs.rules))
 	for i := range rs.rules {
 		cr := &rs.rules[i]
-		t := RuleTrace{Index: i, ID: cr.id}
+		t := RuleTrace{Index: i, ID: str(rs.text, cr.id)}
 		originOK := false
-		for j := range cr.origins {
-			if cr.origins[j].match(origin) {
+		for _, m := range rs.origins[cr.origins.off : cr.origins.off+cr.origins.n] {
+			if m.match(rs.text, origin) {
 				originOK = true
 				break
 			}
@@ -405,7 +405,7 @@ func (rs *RuleSet) explain(origin string, bit uint8, headers string) (int, []Rul
 		case cr.methods&bit == 0:
 			t.Mismatch = MismatchMethod
 		default:
-			if h, ok := cr.allowsHeaders(headers); !ok {
+			if h, ok := rs.allowsHeaders(cr, headers); !ok {
 				t.Mismatch, t.Header = MismatchHeader, h
 			} else {
 				t.Mismatch = MismatchNone

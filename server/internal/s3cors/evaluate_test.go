@@ -2,7 +2,6 @@ package s3cors_test
 
 import (
 	"reflect"
-	"strings"
 	"testing"
 
 	"github.com/corsd/corsd/server/internal/s3cors"
@@ -391,16 +390,15 @@ func TestResultReuseResetsEverything(t *testing.T) {
 func TestRuleSetKeepsItsOwnCopy(t *testing.T) {
 	c := mustJSON(t, cfgLocalhost)
 	rs := s3cors.Compile(c, s3cors.Options{})
-	c.Rules[0].AllowedOrigins[0] = "changed"
-	if got := rs.Configuration().Rules[0].AllowedOrigins[0]; got != "http://localhost:4200" {
-		t.Fatalf("rule set changed with its input: %q", got)
-	}
+	c.Rules[0].AllowedOrigins[0] = "http://changed"
+	c.Rules[0].AllowedMethods[0] = "PUT"
 	var res s3cors.Result
 	rs.Evaluate(&s3cors.Request{Method: "GET", Origin: "http://localhost:4200"}, &res)
 	if res.Verdict != s3cors.VerdictAllowed {
 		t.Fatal("compiled index changed with its input")
 	}
-	if !strings.Contains(string(s3cors.EncodeXML(rs.Configuration())), "localhost:4200") {
-		t.Fatal("configuration lost")
+	rs.Evaluate(&s3cors.Request{Method: "GET", Origin: "http://changed"}, &res)
+	if res.Verdict != s3cors.VerdictPass {
+		t.Fatal("the rule set followed a change to its input")
 	}
 }

@@ -17,14 +17,16 @@ import (
 type originIndex struct {
 	seed  maphash.Seed
 	slots []originSlot // len is a power of two, at most half full
+	// text is the rule set's: the slots' keys are spans of it.
+	text []byte
 	// more holds the rule lists too long for a slot.
 	more []uint8
 }
 
-// originSlot is one origin: 32 bytes, two per cache line.
+// originSlot is one origin: 24 bytes, without pointers.
 type originSlot struct {
 	hash uint64
-	key  string
+	key  span
 	// n is how many rules list the origin (0: the slot is empty); their
 	// indices, ascending, are inline[:n] when n <= len(inline), else
 	// more[off : off+n].
@@ -35,8 +37,9 @@ type originSlot struct {
 
 // newOriginIndex indexes origins (distinct, in first-seen order) with
 // their rule lists (ascending, at most 255 rules, as a rule set has at most
-// 100).
-func newOriginIndex(origins []string, rules map[string][]uint8) originIndex {
+// 100). key gives each origin's span in the rule set's text, which the
+// caller sets as the index's text once it is complete.
+func newOriginIndex(origins []string, rules map[string][]uint8, key func(string) span) originIndex {
 	ix := originIndex{seed: maphash.MakeSeed()}
 	if len(origins) == 0 {
 		return ix
@@ -52,7 +55,7 @@ func newOriginIndex(origins []string, rules map[string][]uint8) originIndex {
 			i = (i + 1) & mask
 		}
 		s := &ix.slots[i]
-		s.hash, s.key, s.n = h, o, uint8(len(l))
+		s.hash, s.key, s.n = h, key(o), uint8(len(l))
 		if len(l) <= len(s.inline) {
 			copy(s.inline[:], l)
 		} else {
@@ -76,7 +79,7 @@ func (ix *originIndex) lookup(origin string) []uint8 {
 		switch {
 		case s.n == 0:
 			return nil
-		case s.hash == h && s.key == origin:
+		case s.hash == h && str(ix.text, s.key) == origin:
 			if int(s.n) <= len(s.inline) {
 				return s.inline[:s.n]
 			}
