@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"unsafe"
 )
 
 // Spans handed out by the arena keep naming their string as the text
@@ -89,4 +90,54 @@ func TestRuleSetArraysHoldNoPointers(t *testing.T) {
 		}
 	}
 	check("RuleSet", reflect.TypeFor[RuleSet](), true)
+}
+
+// Compile packs a rule set's arrays into one block (see pack): each lies
+// inside the span from the lowest array start to the highest array end,
+// and that span holds nothing but them and alignment padding.
+func TestCompilePacksTheArraysIntoOneBlock(t *testing.T) {
+	c := &Configuration{}
+	for i := range 40 {
+		id := fmt.Sprintf("rule-%d", i)
+		c.Rules = append(c.Rules, Rule{ID: &id,
+			AllowedOrigins: []string{fmt.Sprintf("https://app%d.example", i), fmt.Sprintf("https://*.app%d.example", i), "*"},
+			AllowedMethods: []string{"GET"}, AllowedHeaders: []string{"a", "b*"}})
+	}
+	rs := Compile(c, Options{})
+	if rs.wildIx == nil {
+		t.Fatal("the test needs the wildcard index")
+	}
+	type array struct {
+		name       string
+		start, end uintptr
+	}
+	var arrays []array
+	add := func(name string, p unsafe.Pointer, n, size uintptr) {
+		if n == 0 {
+			t.Fatalf("%s is empty: the test does not cover it", name)
+		}
+		arrays = append(arrays, array{name, uintptr(p), uintptr(p) + n*size})
+	}
+	add("text", unsafe.Pointer(unsafe.SliceData(rs.text)), uintptr(len(rs.text)), 1)
+	add("rules", unsafe.Pointer(unsafe.SliceData(rs.rules)), uintptr(len(rs.rules)), unsafe.Sizeof(rs.rules[0]))
+	add("exact.slots", unsafe.Pointer(unsafe.SliceData(rs.exact.slots)), uintptr(len(rs.exact.slots)), unsafe.Sizeof(rs.exact.slots[0]))
+	add("wild", unsafe.Pointer(unsafe.SliceData(rs.wild)), uintptr(len(rs.wild)), unsafe.Sizeof(rs.wild[0]))
+	add("wildPats", unsafe.Pointer(unsafe.SliceData(rs.wildPats)), uintptr(len(rs.wildPats)), unsafe.Sizeof(rs.wildPats[0]))
+	add("any", unsafe.Pointer(unsafe.SliceData(rs.any)), uintptr(len(rs.any)), 1)
+	add("headers", unsafe.Pointer(unsafe.SliceData(rs.headers)), uintptr(len(rs.headers)), unsafe.Sizeof(rs.headers[0]))
+	add("headerPats", unsafe.Pointer(unsafe.SliceData(rs.headerPats)), uintptr(len(rs.headerPats)), unsafe.Sizeof(rs.headerPats[0]))
+	add("origins", unsafe.Pointer(unsafe.SliceData(rs.origins)), uintptr(len(rs.origins)), unsafe.Sizeof(rs.origins[0]))
+	add("wildIx.slens", unsafe.Pointer(unsafe.SliceData(rs.wildIx.slens)), uintptr(len(rs.wildIx.slens)), 4)
+	add("wildIx.slots", unsafe.Pointer(unsafe.SliceData(rs.wildIx.slots)), uintptr(len(rs.wildIx.slots)), unsafe.Sizeof(rs.wildIx.slots[0]))
+	add("wildIx.lists", unsafe.Pointer(unsafe.SliceData(rs.wildIx.lists)), uintptr(len(rs.wildIx.lists)), 2)
+	lo, hi, total := ^uintptr(0), uintptr(0), uintptr(0)
+	for _, a := range arrays {
+		lo, hi, total = min(lo, a.start), max(hi, a.end), total+a.end-a.start
+	}
+	if hi-lo > total+8*uintptr(len(arrays)) {
+		t.Errorf("the arrays span %d bytes for %d of data: not one block", hi-lo, total)
+	}
+	if l := rs.exact.lookup("https://app7.example"); len(l) != 1 || l[0] != 7 {
+		t.Error("the packed index lost its keys")
+	}
 }
