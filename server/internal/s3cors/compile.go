@@ -26,9 +26,10 @@ type Options struct {
 // merged in rule order; the first candidate whose methods and headers also
 // allow the request wins, as the linear scan S3 describes would find.
 //
-// A RuleSet holds no pointers but its slice headers: every string lives in
-// text and is named by a span, and every per-rule list is a span of one of
-// the rule set's arrays. A server holding a million buckets keeps a million
+// A RuleSet holds no pointers but its slice headers (and its wildcard
+// index's): every string lives in text and is named by a span, every
+// per-rule list is a span of one of the rule set's arrays, and pack puts
+// all the arrays in one block. A server holding a million buckets keeps a million
 // rule sets alive, and the collector marks each of them in every
 // collection; arrays without pointers it marks without reading them.
 // BenchmarkRuleSetMemory measures both the bytes and the marking time.
