@@ -59,7 +59,10 @@ var (
 
 // Entry is one bucket's compiled state. A nil RuleSet means the bucket has no
 // CORS configuration (a negative entry). Entries are shared between callers
-// and must be treated as read-only once handed to the cache.
+// and must be treated as read-only once handed to the cache. The cache keeps
+// its own copy of an entry it is given (see state), so the *Entry a Get
+// returns is equal to the one the Loader or Set supplied, not always the
+// same pointer.
 type Entry struct {
 	Bucket  string
 	RuleSet *s3cors.RuleSet
@@ -191,10 +194,11 @@ type slot struct {
 // state is one immutable snapshot of a bucket; a change allocates a new one,
 // so the hit path can read it through one atomic pointer without locks.
 type state struct {
-	// rs and etag are entry's, copied so that Rules reads nothing else.
-	rs      *s3cors.RuleSet
-	etag    string
-	entry   *Entry
+	// entry is held by value: a hit reads nothing but the state, and a
+	// cached bucket is one object fewer for the collector to mark in every
+	// collection (a server may hold a million). A state is never changed
+	// once published, so neither is the entry callers get a pointer to.
+	entry   Entry
 	epoch   uint64 // Cache.epoch when the data was read or written
 	expires int64  // UnixNano after which a negative entry is stale; 0 = never
 	invalid bool   // set by Invalidate
@@ -265,7 +269,7 @@ func New(load Loader, opts Options) *Cache {
 // load itself carries on for the other callers.
 func (c *Cache) Get(ctx context.Context, bucket string) (*Entry, error) {
 	if st := c.hit(bucket); st != nil {
-		return st.entry, nil
+		return &st.entry, nil
 	}
 	return c.getSlow(ctx, bucket)
 }
@@ -275,7 +279,7 @@ func (c *Cache) Get(ctx context.Context, bucket string) (*Entry, error) {
 // alone, one dependent load fewer than through the Entry.
 func (c *Cache) Rules(ctx context.Context, bucket string) (*s3cors.RuleSet, string, error) {
 	if st := c.hit(bucket); st != nil {
-		return st.rs, st.etag, nil
+		return st.entry.RuleSet, st.entry.ETag, nil
 	}
 	e, err := c.getSlow(ctx, bucket)
 	if err != nil {
@@ -298,7 +302,7 @@ func (c *Cache) hit(bucket string) *state {
 	case st == nil:
 		return nil
 	case c.fresh(st):
-		c.obs.Hit(st.rs == nil)
+		c.obs.Hit(st.entry.RuleSet == nil)
 		return st
 	case st.failedAt != 0:
 		c.serveStale(s, st)
@@ -334,7 +338,7 @@ func (c *Cache) getSlow(ctx context.Context, bucket string) (*Entry, error) {
 		// Another caller's load or a Set landed while we took the lock.
 		s.mu.Unlock()
 		c.obs.Hit(st.entry.RuleSet == nil)
-		return st.entry, nil
+		return &st.entry, nil
 	}
 	epoch := c.epoch.Load()
 	f := s.flight
@@ -402,7 +406,7 @@ func (c *Cache) finish(s *slot, f *flight, e *Entry, err error) {
 	case err != nil && cur != nil:
 		// Stale-if-error. cur may even be fresh if a Set landed meanwhile,
 		// in which case serving it is not stale at all.
-		f.entry, f.stale = cur.entry, !c.fresh(cur)
+		f.entry, f.stale = &cur.entry, !c.fresh(cur)
 		if f.stale {
 			next := *cur
 			next.failedAt = c.now().UnixNano()
@@ -418,7 +422,7 @@ func (c *Cache) finish(s *slot, f *flight, e *Entry, err error) {
 	case cur != nil && c.fresh(cur):
 		// Superseded by a Set (or a later load): hand waiters the newer
 		// entry so a caller never sees state older than the cache holds.
-		f.entry = cur.entry
+		f.entry = &cur.entry
 	default:
 		// Superseded by an invalidation: the waiters asked before it, so
 		// what was read is a valid answer for them, but it is not cached.
@@ -520,9 +524,9 @@ func (c *Cache) Entries() []EntryInfo {
 		}
 		out = append(out, EntryInfo{
 			Bucket:   s.bucket,
-			ETag:     st.etag,
+			ETag:     st.entry.ETag,
 			Stale:    !c.fresh(st),
-			Negative: st.rs == nil,
+			Negative: st.entry.RuleSet == nil,
 		})
 	}
 	return out
@@ -539,7 +543,7 @@ func (c *Cache) fresh(st *state) bool {
 
 // newState is e's state as installed under epoch.
 func (c *Cache) newState(e *Entry, epoch uint64) *state {
-	return &state{rs: e.RuleSet, etag: e.ETag, entry: e, epoch: epoch, expires: c.expiry(e)}
+	return &state{entry: *e, epoch: epoch, expires: c.expiry(e)}
 }
 
 // expiry returns the state expiry for e: negative entries are trusted for

@@ -20,8 +20,8 @@ func TestHitAfterLoadCallsLoaderOnce(t *testing.T) {
 
 	first := mustGet(t, c, "b")
 	for range 5 {
-		if got := mustGet(t, c, "b"); got != first {
-			t.Fatalf("hit returned %p, want the loaded entry %p", got, first)
+		if got := mustGet(t, c, "b"); *got != *first {
+			t.Fatalf("hit returned %+v, want the loaded entry %+v", got, first)
 		}
 	}
 	if n := store.callsFor("b"); n != 1 {
@@ -60,7 +60,7 @@ func TestSetInstallsEntryWithoutLoading(t *testing.T) {
 	c.Set(want)
 	c.Set(nil) // ignored, must not disturb anything
 
-	if got := mustGet(t, c, "b"); got != want {
+	if got := mustGet(t, c, "b"); *got != *want {
 		t.Fatalf("Get = %+v, want the entry given to Set", got)
 	}
 	if n := store.callsFor("b"); n != 0 {
@@ -249,7 +249,7 @@ func TestReloadFailureServesStaleEntry(t *testing.T) {
 			errDown := errors.New("store down")
 			store.fail(errDown)
 			got := mustGet(t, c, "b")
-			if got != old {
+			if *got != *old {
 				t.Fatalf("Get after failed reload = %+v, want the previous entry %+v", got, old)
 			}
 			if n := rec.stale.Load(); n != 1 {
@@ -263,7 +263,7 @@ func TestReloadFailureServesStaleEntry(t *testing.T) {
 			// asking the store again: an outage adds no latency.
 			calls := store.callsFor("b")
 			for range 10 {
-				if got := mustGet(t, c, "b"); got != old {
+				if got := mustGet(t, c, "b"); *got != *old {
 					t.Fatalf("Get within the backoff = %+v, want the previous entry", got)
 				}
 			}
@@ -280,7 +280,7 @@ func TestReloadFailureServesStaleEntry(t *testing.T) {
 			store.fail(nil)
 			store.put("b", `"v2"`)
 			clock.Advance(DefaultRetryBackoff)
-			if got := mustGet(t, c, "b"); got != old {
+			if got := mustGet(t, c, "b"); *got != *old {
 				t.Fatalf("Get that starts the background reload = %+v, want the previous entry at once", got)
 			}
 			eventually(t, "background reload", func() bool { return mustGet(t, c, "b").ETag == `"v2"` })
@@ -346,10 +346,10 @@ func TestSetDuringInFlightLoadIsNotOverwritten(t *testing.T) {
 
 	// The waiter asked before the Set but is answered after it; it gets the
 	// newer entry rather than state older than what the cache holds.
-	if r := recv(t, "the waiter", waiter); r.err != nil || r.e != newer {
+	if r := recv(t, "the waiter", waiter); r.err != nil || r.e == nil || *r.e != *newer {
 		t.Fatalf("waiter got (%+v, %v), want the entry from Set", r.e, r.err)
 	}
-	if got := mustGet(t, c, "b"); got != newer {
+	if got := mustGet(t, c, "b"); *got != *newer {
 		t.Fatalf("Get after the load finished = %+v, want the entry from Set", got)
 	}
 	if n := g.calls.Load(); n != 1 {
