@@ -137,7 +137,7 @@ func TestCompilePacksTheArraysIntoOneBlock(t *testing.T) {
 	if hi-lo > total+8*uintptr(len(arrays)) {
 		t.Errorf("the arrays span %d bytes for %d of data: not one block", hi-lo, total)
 	}
-	if l := rs.exact.lookup("https://app7.example"); len(l) != 1 || l[0] != 7 {
+	if l := rs.exact.lookup(rs.text, "https://app7.example"); len(l) != 1 || l[0] != 7 {
 		t.Error("the packed index lost its keys")
 	}
 }

@@ -301,7 +301,6 @@ func (rs *RuleSet) pack() {
 		p.block = make([]uint64, (p.off+7)/8)
 		p.off = 0
 	}
-	rs.exact.text = rs.text
 }
 
 // packer lays arrays out in one block: a first pass (block nil) only adds

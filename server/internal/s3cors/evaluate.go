@@ -341,7 +341,7 @@ func (rs *RuleSet) match(origin string, bit uint8, headers string) int {
 	if bit == 0 {
 		return -1 // no rule allows a method S3 does not know
 	}
-	exact := rs.exact.lookup(origin)
+	exact := rs.exact.lookup(rs.text, origin)
 	wc := rs.wildAll
 	if rs.wildIx != nil {
 		var buf [16]uint16

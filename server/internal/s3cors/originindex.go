@@ -17,8 +17,6 @@ import (
 type originIndex struct {
 	seed  maphash.Seed
 	slots []originSlot // len is a power of two, at most half full
-	// text is the rule set's: the slots' keys are spans of it.
-	text []byte
 	// more holds the rule lists too long for a slot.
 	more []uint8
 }
@@ -37,8 +35,8 @@ type originSlot struct {
 
 // newOriginIndex indexes origins (distinct, in first-seen order) with
 // their rule lists (ascending, at most 255 rules, as a rule set has at most
-// 100). key gives each origin's span in the rule set's text, which the
-// caller sets as the index's text once it is complete.
+// 100). key gives each origin's span in the rule set's text, which lookup
+// is then given.
 func newOriginIndex(origins []string, rules map[string][]uint8, key func(string) span) originIndex {
 	ix := originIndex{seed: maphash.MakeSeed()}
 	if len(origins) == 0 {
@@ -67,8 +65,9 @@ func newOriginIndex(origins []string, rules map[string][]uint8, key func(string)
 }
 
 // lookup returns the rules listing origin exactly, ascending; nil if none.
-// The slice aliases the index.
-func (ix *originIndex) lookup(origin string) []uint8 {
+// text is the rule set's, which the slots' keys are spans of. The slice
+// aliases the index.
+func (ix *originIndex) lookup(text []byte, origin string) []uint8 {
 	if len(ix.slots) == 0 {
 		return nil
 	}
@@ -79,7 +78,7 @@ func (ix *originIndex) lookup(origin string) []uint8 {
 		switch {
 		case s.n == 0:
 			return nil
-		case s.hash == h && str(ix.text, s.key) == origin:
+		case s.hash == h && str(text, s.key) == origin:
 			if int(s.n) <= len(s.inline) {
 				return s.inline[:s.n]
 			}

@@ -10,9 +10,9 @@
 // allocation (a preflight decodes 1.3-1.7× faster, with 5 allocations
 // instead of 10: BenchmarkUnmarshalPreflight). vtprotobuf does not check
 // that proto3 strings are valid UTF-8, so requestStringsValid checks every
-// string on the wire first; a request
-// that fails, or carries unknown fields, is decoded by protobuf-go, which
-// rejects it (or accepts it) exactly as before. Every other request is
+// string on the wire first; a request that fails, or carries unknown
+// fields, is decoded by protobuf-go, which rejects it (or accepts it)
+// exactly as before. Every other request is
 // decoded by protobuf-go: a configuration's strings outlive the call (the
 // store, the cache), and aliasing them would keep whole frames alive. Only
 // NewTrustingGRPC, for the load generator, decodes answers with UnmarshalVT.
