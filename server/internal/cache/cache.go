@@ -61,8 +61,9 @@ var (
 // CORS configuration (a negative entry). Entries are shared between callers
 // and must be treated as read-only once handed to the cache. The cache keeps
 // its own copy of an entry it is given (see state), so the *Entry a Get
-// returns is equal to the one the Loader or Set supplied, not always the
-// same pointer.
+// returns is equal to the one the Loader or Set supplied, not the same
+// pointer, and so is its RuleSet: a copy of the header that shares the
+// compiled arrays and decides exactly as the original.
 type Entry struct {
 	Bucket  string
 	RuleSet *s3cors.RuleSet
@@ -193,11 +194,18 @@ type slot struct {
 
 // state is one immutable snapshot of a bucket; a change allocates a new one,
 // so the hit path can read it through one atomic pointer without locks.
+//
+// A hit reads the index cell, the slot, the state and the rule set's
+// block, each a different place in memory; in a server holding a million
+// buckets each read misses the CPU's caches (and its TLB), so these reads
+// are what a decision costs there. newState therefore copies into the
+// state what the loader allocated apart and a decision reads: the entry,
+// by value; the bucket name and the ETag, into strs when they fit; and a
+// positive entry's RuleSet header, into the allocation the state is part
+// of (positive). The entry's fields then point into that allocation, which
+// never changes once published. BenchmarkDecideSpread measures it: at a
+// million buckets a decision went from 3.4-4.0 µs to 2.5-2.9 µs.
 type state struct {
-	// entry is held by value: a hit reads nothing but the state, and a
-	// cached bucket is one object fewer for the collector to mark in every
-	// collection (a server may hold a million). A state is never changed
-	// once published, so neither is the entry callers get a pointer to.
 	entry   Entry
 	epoch   uint64 // Cache.epoch when the data was read or written
 	expires int64  // UnixNano after which a negative entry is stale; 0 = never
@@ -206,6 +214,19 @@ type state struct {
 	// served without waiting, and reloaded in the background after
 	// RetryBackoff. 0 = no failed reload.
 	failedAt int64
+	// strs holds entry.Bucket and entry.ETag side by side when both fit:
+	// S3 names are at most 63 bytes, corsd's ETags 34.
+	strs [stateStrs]byte
+}
+
+const stateStrs = 112
+
+// positive is the allocation of a state whose entry has a rule set: the
+// state first, so a *state is its address, and the RuleSet header its
+// entry points to after it.
+type positive struct {
+	st state
+	rs s3cors.RuleSet
 }
 
 // flight is one coalesced Loader call. Its result fields are written once,
@@ -417,8 +438,11 @@ func (c *Cache) finish(s *slot, f *flight, e *Entry, err error) {
 	case f.gen == s.gen && (cur == nil || f.epoch >= cur.epoch):
 		// No Set or Invalidate since the load started, and no load that
 		// started after an InvalidateAll has already installed newer data.
-		s.cur.Store(c.newState(e, f.epoch))
-		f.entry = e
+		// Waiters get the cached copy, so the loader's objects are
+		// garbage at once and every caller sees one entry.
+		st := c.newState(e, f.epoch)
+		s.cur.Store(st)
+		f.entry = &st.entry
 	case cur != nil && c.fresh(cur):
 		// Superseded by a Set (or a later load): hand waiters the newer
 		// entry so a caller never sees state older than the cache holds.
@@ -541,9 +565,35 @@ func (c *Cache) fresh(st *state) bool {
 	return st.expires == 0 || c.now().UnixNano() < st.expires
 }
 
-// newState is e's state as installed under epoch.
+// newState is e's state as installed under epoch: a copy of e that shares
+// nothing with it but the rule set's arrays, which are immutable.
 func (c *Cache) newState(e *Entry, epoch uint64) *state {
-	return &state{entry: *e, epoch: epoch, expires: c.expiry(e)}
+	var st *state
+	if e.RuleSet != nil {
+		p := &positive{rs: *e.RuleSet}
+		st = &p.st
+		st.entry = *e
+		st.entry.RuleSet = &p.rs
+	} else {
+		st = &state{entry: *e}
+	}
+	st.epoch, st.expires = epoch, c.expiry(e)
+	if n := len(e.Bucket); n+len(e.ETag) <= len(st.strs) {
+		copy(st.strs[:], e.Bucket)
+		copy(st.strs[n:], e.ETag)
+		st.entry.Bucket = inString(st.strs[:n])
+		st.entry.ETag = inString(st.strs[n : n+len(e.ETag)])
+	}
+	return st
+}
+
+// inString returns b's bytes as a string without copying them; b must
+// never change afterwards.
+func inString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 // expiry returns the state expiry for e: negative entries are trusted for

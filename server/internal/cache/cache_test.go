@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/corsd/corsd/server/internal/s3cors"
 )
 
 func TestHitAfterLoadCallsLoaderOnce(t *testing.T) {
@@ -20,7 +24,7 @@ func TestHitAfterLoadCallsLoaderOnce(t *testing.T) {
 
 	first := mustGet(t, c, "b")
 	for range 5 {
-		if got := mustGet(t, c, "b"); *got != *first {
+		if got := mustGet(t, c, "b"); !sameEntry(got, first) {
 			t.Fatalf("hit returned %+v, want the loaded entry %+v", got, first)
 		}
 	}
@@ -60,7 +64,7 @@ func TestSetInstallsEntryWithoutLoading(t *testing.T) {
 	c.Set(want)
 	c.Set(nil) // ignored, must not disturb anything
 
-	if got := mustGet(t, c, "b"); *got != *want {
+	if got := mustGet(t, c, "b"); !sameEntry(got, want) {
 		t.Fatalf("Get = %+v, want the entry given to Set", got)
 	}
 	if n := store.callsFor("b"); n != 0 {
@@ -249,7 +253,7 @@ func TestReloadFailureServesStaleEntry(t *testing.T) {
 			errDown := errors.New("store down")
 			store.fail(errDown)
 			got := mustGet(t, c, "b")
-			if *got != *old {
+			if !sameEntry(got, old) {
 				t.Fatalf("Get after failed reload = %+v, want the previous entry %+v", got, old)
 			}
 			if n := rec.stale.Load(); n != 1 {
@@ -263,7 +267,7 @@ func TestReloadFailureServesStaleEntry(t *testing.T) {
 			// asking the store again: an outage adds no latency.
 			calls := store.callsFor("b")
 			for range 10 {
-				if got := mustGet(t, c, "b"); *got != *old {
+				if got := mustGet(t, c, "b"); !sameEntry(got, old) {
 					t.Fatalf("Get within the backoff = %+v, want the previous entry", got)
 				}
 			}
@@ -280,7 +284,7 @@ func TestReloadFailureServesStaleEntry(t *testing.T) {
 			store.fail(nil)
 			store.put("b", `"v2"`)
 			clock.Advance(DefaultRetryBackoff)
-			if got := mustGet(t, c, "b"); *got != *old {
+			if got := mustGet(t, c, "b"); !sameEntry(got, old) {
 				t.Fatalf("Get that starts the background reload = %+v, want the previous entry at once", got)
 			}
 			eventually(t, "background reload", func() bool { return mustGet(t, c, "b").ETag == `"v2"` })
@@ -346,10 +350,10 @@ func TestSetDuringInFlightLoadIsNotOverwritten(t *testing.T) {
 
 	// The waiter asked before the Set but is answered after it; it gets the
 	// newer entry rather than state older than what the cache holds.
-	if r := recv(t, "the waiter", waiter); r.err != nil || r.e == nil || *r.e != *newer {
+	if r := recv(t, "the waiter", waiter); r.err != nil || r.e == nil || !sameEntry(r.e, newer) {
 		t.Fatalf("waiter got (%+v, %v), want the entry from Set", r.e, r.err)
 	}
-	if got := mustGet(t, c, "b"); *got != *newer {
+	if got := mustGet(t, c, "b"); !sameEntry(got, newer) {
 		t.Fatalf("Get after the load finished = %+v, want the entry from Set", got)
 	}
 	if n := g.calls.Load(); n != 1 {
@@ -659,5 +663,73 @@ func TestNewAppliesDefaults(t *testing.T) {
 	}
 	if c.now == nil || c.obs == nil {
 		t.Fatal("Now or Observer left nil")
+	}
+}
+
+// TestCachedEntryIsACopyInOneAllocation proves what state's comment
+// promises: the entry a Get returns equals the one given, but its name,
+// ETag and RuleSet header live in the cache's own allocation (so a hit
+// reads no object the loader allocated apart), its rule set decides as the
+// original does, and names and ETags too long to copy are still served.
+func TestCachedEntryIsACopyInOneAllocation(t *testing.T) {
+	cfg, _, err := s3cors.DecodeJSON([]byte(`{"CORSRules":[{"ID":"one","AllowedOrigins":["https://a.example"],"AllowedMethods":["PUT"],"AllowedHeaders":["x-*"],"ExposeHeaders":["ETag"],"MaxAgeSeconds":60}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := s3cors.Compile(cfg, s3cors.Options{})
+	long := strings.Repeat("e", 200)
+	tests := []struct {
+		name, bucket, etag string
+		rs                 *s3cors.RuleSet
+		inline             bool
+	}{
+		{"positive", "photos", `"0123456789abcdef0123456789abcdef"`, rs, true},
+		{"negative", "none", "", nil, true},
+		{"etag too long to copy", "big", long, rs, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := New(nil, Options{})
+			given := &Entry{Bucket: strings.Clone(tt.bucket), RuleSet: tt.rs, ETag: strings.Clone(tt.etag), Updated: time.Unix(7, 0)}
+			c.Set(given)
+			got := mustGet(t, c, tt.bucket)
+			if !sameEntry(got, given) {
+				t.Fatalf("Get = %+v, want an entry equal to %+v", got, given)
+			}
+			st := c.names.lookup(tt.bucket).cur.Load()
+			if got != &st.entry {
+				t.Fatal("Get did not return the state's entry")
+			}
+			within := func(s string) bool {
+				lo := uintptr(unsafe.Pointer(&st.strs[0]))
+				p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+				return p >= lo && p < lo+uintptr(len(st.strs))
+			}
+			if within(got.Bucket) != tt.inline || (tt.etag != "" && within(got.ETag) != tt.inline) {
+				t.Fatalf("name and ETag copied into the state: %v, %v; want %v", within(got.Bucket), within(got.ETag), tt.inline)
+			}
+			if tt.rs == nil {
+				if got.RuleSet != nil {
+					t.Fatal("negative entry has a rule set")
+				}
+				return
+			}
+			p := (*positive)(unsafe.Pointer(st))
+			if got.RuleSet != &p.rs || got.RuleSet == tt.rs {
+				t.Fatal("the rule set header is not the state's own copy")
+			}
+			for _, req := range []s3cors.Request{
+				{Method: "OPTIONS", Origin: "https://a.example", AccessControlRequestMethod: "PUT", AccessControlRequestHeaders: "x-y", Key: "k"},
+				{Method: "OPTIONS", Origin: "https://b.example", AccessControlRequestMethod: "PUT", Key: "k"},
+				{Method: "GET", Origin: "https://a.example", Key: "k"},
+			} {
+				var want, have s3cors.Result
+				s3cors.Evaluate(tt.rs, &req, &want)
+				s3cors.Evaluate(got.RuleSet, &req, &have)
+				if !reflect.DeepEqual(want, have) {
+					t.Fatalf("%s from %s: the copy decides %+v, the original %+v", req.Method, req.Origin, have, want)
+				}
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,6 +30,17 @@ type fakeStore struct {
 	etags map[string]string
 	err   error
 	calls map[string]int
+}
+
+// sameEntry reports whether a and b are equal entries. The cache keeps its
+// own copy of what it is given (see state), so the entry it returns equals
+// the one the Loader or Set supplied without being the same pointer, and
+// so does its RuleSet: a copy of the header, sharing the arrays.
+func sameEntry(a, b *Entry) bool {
+	if a.Bucket != b.Bucket || a.ETag != b.ETag || !a.Updated.Equal(b.Updated) || (a.RuleSet == nil) != (b.RuleSet == nil) {
+		return false
+	}
+	return a.RuleSet == nil || reflect.DeepEqual(*a.RuleSet, *b.RuleSet)
 }
 
 func newFakeStore(tb testing.TB) *fakeStore {

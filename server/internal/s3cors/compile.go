@@ -33,6 +33,10 @@ type Options struct {
 // rule sets alive, and the collector marks each of them in every
 // collection; arrays without pointers it marks without reading them.
 // BenchmarkRuleSetMemory measures both the bytes and the marking time.
+//
+// A RuleSet value may be copied: the copy shares the arrays and decides
+// exactly as the original (the cache keeps each bucket's header beside its
+// state). Nothing in it may therefore point at the RuleSet itself.
 type RuleSet struct {
 	// text holds the rule set's strings side by side, each distinct string
 	// once: deciding reads a few neighbouring cache lines, not strings
