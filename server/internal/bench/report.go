@@ -27,6 +27,11 @@ type Target struct {
 	Met    bool    `json:"met"`
 	Known  bool    `json:"known"`  // false when the run lacked the scenarios
 	Rounds int     `json:"rounds"` // rounds the median is taken over
+	// Min and Max are the lowest and highest per-round ratios: on a
+	// shared machine their spread can exceed a target's margin, and a
+	// median near the limit then says little on its own.
+	Min float64 `json:"min"`
+	Max float64 `json:"max"`
 }
 
 // Summarize reduces the rounds of each scenario to one result of medians
@@ -130,6 +135,7 @@ func Targets(results []Result, conc int) []Target {
 			}
 			t.Value = median(vs)
 			t.Rounds = len(ps)
+			t.Min, t.Max = slices.Min(vs), slices.Max(vs)
 			t.Met = (better == "higher" && t.Value >= limit) || (better == "lower" && t.Value <= limit)
 		}
 		ts = append(ts, t)
@@ -166,7 +172,7 @@ func WriteTargets(w io.Writer, ts []Target) {
 		}
 		median := ""
 		if t.Rounds > 1 {
-			median = fmt.Sprintf(", median of %d rounds", t.Rounds)
+			median = fmt.Sprintf(", median of %d rounds %.2f–%.2f", t.Rounds, t.Min, t.Max)
 		}
 		fmt.Fprintf(w, "  %-62s %6.2f (target %s %.2f%s): %s\n", t.Name, t.Value, cmp, t.Limit, median, verdict)
 	}
