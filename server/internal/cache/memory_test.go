@@ -33,14 +33,7 @@ import (
 // bytes it sweeps and scans more than the object count. That copy is kept
 // for what BenchmarkDecideSpread shows: fewer dependent reads per decision.
 func BenchmarkCacheMemory(b *testing.B) {
-	doc := []byte(`{"CORSRules":[`)
-	for r := range 5 {
-		if r > 0 {
-			doc = append(doc, ',')
-		}
-		doc = fmt.Appendf(doc, `{"ID":"r%d","AllowedOrigins":["https://app%d.example","https://*.app%d.example"],"AllowedMethods":["GET","PUT","HEAD"],"AllowedHeaders":["content-type","x-amz-*"],"ExposeHeaders":["ETag"],"MaxAgeSeconds":3000}`, r, r, r)
-	}
-	doc = append(doc, `]}`...)
+	doc := fiveRules()
 	for _, positive := range []bool{false, true} {
 		name := "negative"
 		if positive {
@@ -55,11 +48,7 @@ func BenchmarkCacheMemory(b *testing.B) {
 			for i := range n {
 				e := &Entry{Bucket: fmt.Sprintf("bucket-%07d", i)}
 				if positive {
-					cfg, _, err := s3cors.DecodeJSON(doc)
-					if err != nil {
-						b.Fatal(err)
-					}
-					e.RuleSet, e.ETag, e.Updated = s3cors.Compile(cfg, s3cors.Options{}), fmt.Sprintf(`"%032x"`, i), time.Now()
+					e = loaded(b, doc, i)
 				}
 				c.Set(e)
 			}
@@ -109,24 +98,13 @@ func BenchmarkDecideSpread(b *testing.B) {
 }
 
 func decideSpread(b *testing.B, n int) {
-	doc := []byte(`{"CORSRules":[`)
-	for r := range 5 {
-		if r > 0 {
-			doc = append(doc, ',')
-		}
-		doc = fmt.Appendf(doc, `{"ID":"r%d","AllowedOrigins":["https://app%d.example","https://*.app%d.example"],"AllowedMethods":["GET","PUT","HEAD"],"AllowedHeaders":["content-type","x-amz-*"],"ExposeHeaders":["ETag"],"MaxAgeSeconds":3000}`, r, r, r)
-	}
-	doc = append(doc, `]}`...)
+	doc := fiveRules()
 	c := New(nil, Options{MaxEntries: n})
 	names := make([]string, n)
 	for i := range names {
-		cfg, _, err := s3cors.DecodeJSON(doc)
-		if err != nil {
-			b.Fatal(err)
-		}
-		names[i] = fmt.Sprintf("bucket-%07d", i)
-		c.Set(&Entry{Bucket: names[i], RuleSet: s3cors.Compile(cfg, s3cors.Options{}),
-			ETag: fmt.Sprintf(`"%032x"`, i), Updated: time.Now()})
+		e := loaded(b, doc, i)
+		names[i] = e.Bucket
+		c.Set(e)
 	}
 	// Scatter the queries' own names too, as request frames are.
 	queries := make([]string, n)
@@ -157,4 +135,30 @@ func decideSpread(b *testing.B, n int) {
 			i = 0
 		}
 	}
+}
+
+// fiveRules is the configuration both benchmarks give each bucket: five
+// rules of two origins (one exact, one wildcard), three methods, two
+// headers, one expose header and a max age.
+func fiveRules() []byte {
+	doc := []byte(`{"CORSRules":[`)
+	for r := range 5 {
+		if r > 0 {
+			doc = append(doc, ',')
+		}
+		doc = fmt.Appendf(doc, `{"ID":"r%d","AllowedOrigins":["https://app%d.example","https://*.app%d.example"],"AllowedMethods":["GET","PUT","HEAD"],"AllowedHeaders":["content-type","x-amz-*"],"ExposeHeaders":["ETag"],"MaxAgeSeconds":3000}`, r, r, r)
+	}
+	return append(doc, `]}`...)
+}
+
+// loaded is bucket i's entry as the store's loader builds it: a name, a
+// rule set compiled from its own decoded document, an ETag and a write
+// time, each allocated apart.
+func loaded(b *testing.B, doc []byte, i int) *Entry {
+	cfg, _, err := s3cors.DecodeJSON(doc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &Entry{Bucket: fmt.Sprintf("bucket-%07d", i), RuleSet: s3cors.Compile(cfg, s3cors.Options{}),
+		ETag: fmt.Sprintf(`"%032x"`, i), Updated: time.Now()}
 }
