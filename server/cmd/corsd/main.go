@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -134,6 +135,7 @@ func serve(args []string, getenv func(string) string, stderr io.Writer) int {
 	fs.IntVar(&cfg.DecisionLogBuffer, "decision-log-buffer", cfg.DecisionLogBuffer, "decision log entries waiting to be written; when full, entries are dropped (and counted), never waited for")
 	fs.StringVar(&cfg.DecisionLogPath, "decision-log-path", cfg.DecisionLogPath, "file the decision log is appended to as JSON lines; - for stdout")
 	gcHeadroom := fs.Uint64("gc-headroom", 64<<20, "`bytes` the heap may grow past the live heap before a garbage collection, at least: while the live heap is smaller than this, GOGC is raised to keep it (collections were the largest cost of a call after the transport); never below GOGC, bounded by GOMEMLIMIT; 0 to leave GOGC alone")
+	gcLimitFraction := fs.Float64("gc-limit-fraction", 0, "under a memory limit (GOMEMLIMIT), let the heap fill this `fraction` of it before a garbage collection (at least 0, less than 1; 0 is off): fewer collections for a large cache, paid for in memory; without a memory limit it does nothing")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	fs.Usage = func() {
@@ -155,6 +157,10 @@ func serve(args []string, getenv func(string) string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "corsd serve: %v\n", err)
 		return 2
 	}
+	if err := gctune.CheckFraction(*gcLimitFraction); err != nil {
+		fmt.Fprintf(stderr, "corsd serve: --gc-limit-fraction: %v\n", err)
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	a, err := app.New(ctx, cfg, log)
@@ -166,8 +172,9 @@ func serve(args []string, getenv func(string) string, stderr io.Writer) int {
 	// command, not to the App (tests run several in one process).
 	gcCtx, stopGC := context.WithCancel(ctx)
 	defer stopGC()
-	log.Info("garbage collection", slog.Uint64("min_headroom_bytes", *gcHeadroom))
-	go gctune.Run(gcCtx, gctune.Options{MinHeadroom: *gcHeadroom, Log: log})
+	log.Info("garbage collection", slog.Uint64("min_headroom_bytes", *gcHeadroom), slog.Float64("limit_fraction", *gcLimitFraction),
+		slog.Int64("memory_limit_bytes", debug.SetMemoryLimit(-1)))
+	go gctune.Run(gcCtx, gctune.Options{MinHeadroom: *gcHeadroom, LimitFraction: *gcLimitFraction, Log: log})
 	if err := a.Run(ctx); err != nil {
 		log.Error("stopped with an error", slog.Any("error", err))
 		return 1

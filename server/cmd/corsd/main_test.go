@@ -28,6 +28,8 @@ func TestCommandLine(t *testing.T) {
 		{"invalid setting names the flag", []string{"serve", "--cache-max-entries", "0", "--data-dir", "x"}, nil, 1, "--cache-max-entries must be positive"},
 		{"invalid setting from a variable", []string{"serve"}, map[string]string{"CORSD_MAX_MESSAGE_BYTES": "10"}, 1, "--max-message-bytes"},
 		{"bad log format", []string{"serve", "--log-format", "xml"}, nil, 2, "--log-format"},
+		{"a memory-limit fraction of 1 or more", []string{"serve", "--gc-limit-fraction", "1"}, nil, 2, "--gc-limit-fraction: the fraction of the memory limit must be at least 0 and less than 1"},
+		{"a negative memory-limit fraction from a variable", []string{"serve"}, map[string]string{"CORSD_GC_LIMIT_FRACTION": "-0.5"}, 2, "--gc-limit-fraction"},
 		{"a non-loopback listener needs --insecure-admin", []string{"serve", "--grpc-addr", "0.0.0.0:0", "--data-dir", "x"}, nil, 1, "--insecure-admin"},
 		{"an all-interfaces listener needs --insecure-admin", []string{"serve", "--http-addr", ":0", "--data-dir", "x"}, nil, 1, "--http-addr :0 is reachable from other machines"},
 		{"stray argument", []string{"serve", "extra"}, nil, 2, `unexpected argument "extra"`},

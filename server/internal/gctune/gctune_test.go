@@ -2,6 +2,7 @@ package gctune
 
 import (
 	"context"
+	"math"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -29,6 +30,72 @@ func TestPercentKeepsTheHeadroomAndNeverGoesBelowBase(t *testing.T) {
 				t.Errorf("Percent(%d, %d, %d) = %d, want %d", tc.live, tc.headroom, tc.base, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestHeadroomFillsTheFractionOfTheMemoryLimit(t *testing.T) {
+	const mib, gib = 1 << 20, 1 << 30
+	for _, tc := range []struct {
+		name              string
+		live, minHeadroom uint64
+		limit             uint64
+		fraction          float64
+		want              uint64
+	}{
+		{"no memory limit: the minimum", 2 * gib, 64 * mib, 0, 0.5, 64 * mib},
+		{"no fraction: the minimum", 2 * gib, 64 * mib, 16 * gib, 0, 64 * mib},
+		{"a large heap under a larger limit fills the fraction", 2 * gib, 64 * mib, 16 * gib, 0.5, 6 * gib},
+		{"an empty heap fills the fraction", 0, 64 * mib, 16 * gib, 0.5, 8 * gib},
+		{"a live heap past the fraction: the minimum", 10 * gib, 64 * mib, 16 * gib, 0.5, 64 * mib},
+		{"a fraction that leaves less than the minimum: the minimum", 8*gib - 32*mib, 64 * mib, 16 * gib, 0.5, 64 * mib},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Headroom(tc.live, tc.minHeadroom, tc.limit, tc.fraction); got != tc.want {
+				t.Errorf("Headroom(%d, %d, %d, %v) = %d, want %d", tc.live, tc.minHeadroom, tc.limit, tc.fraction, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestCheckFractionAcceptsZeroUpToOne(t *testing.T) {
+	for _, tc := range []struct {
+		f  float64
+		ok bool
+	}{{0, true}, {0.5, true}, {0.95, true}, {1, false}, {-0.1, false}, {math.NaN(), false}, {math.Inf(1), false}} {
+		if err := CheckFraction(tc.f); (err == nil) != tc.ok {
+			t.Errorf("CheckFraction(%v) = %v, want ok=%v", tc.f, err, tc.ok)
+		}
+	}
+}
+
+// Under a memory limit, with LimitFraction set, the runtime's heap goal
+// reaches that fraction of the limit although the minimum headroom is tiny.
+func TestRunFillsTheFractionOfTheMemoryLimit(t *testing.T) {
+	before, beforeLimit := gcPercent(), debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetGCPercent(before); debug.SetMemoryLimit(beforeLimit) })
+	const limit = 2 << 30
+	debug.SetMemoryLimit(limit)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Run(ctx, Options{MinHeadroom: 1 << 20, LimitFraction: 0.25, Interval: 5 * time.Millisecond})
+	}()
+	want := uint64(limit / 4 * 9 / 10) // within a tenth: Run lowers the percent only past that
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		runtime.GC()
+		if goal := readUint("/gc/heap/goal:bytes"); goal >= want {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("heap goal %d under a %d-byte limit, want at least %d (a quarter of it; GC percent %d)", goal, limit, want, gcPercent())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if got := gcPercent(); got != before {
+		t.Fatalf("GC percent %d after Run, want %d restored", got, before)
 	}
 }
 
