@@ -251,8 +251,8 @@ func runScaling(ctx context.Context, opts *bench.Options, bucketList, ruleList s
 	}
 	fmt.Fprintf(stdout, "scaling, warm Evaluate over grpc-go at concurrency %d, %s per point:\n", conc, opts.Duration)
 	for _, p := range points {
-		fmt.Fprintf(stdout, "  %8d buckets × %3d rules: %8.0f decisions/s  p99 %6.0fµs  %5.1fµs server CPU/decision\n",
-			p.Buckets, p.Rules, p.DPS, p.P99us, p.ServerCPUus)
+		fmt.Fprintf(stdout, "  %8d buckets × %3d rules: %8.0f decisions/s  p99 %6.0fµs  %5.1fµs server CPU/decision  %5s collections  RSS %8s\n",
+			p.Buckets, p.Rules, p.DPS, p.P99us, p.ServerCPUus, p.GCCyclesText(), p.RSSText())
 	}
 	if plotPath != "" {
 		f, err := os.Create(plotPath)

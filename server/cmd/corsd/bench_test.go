@@ -101,14 +101,29 @@ func TestBenchScalingDrawsTheCurve(t *testing.T) {
 			Buckets int     `json:"buckets"`
 			Rules   int     `json:"rules"`
 			DPS     float64 `json:"decisions_per_second"`
+			GCs     *uint64 `json:"gc_cycles"`
+			RSS     int64   `json:"server_rss_bytes"`
 		} `json:"scaling"`
 	}
 	if err := json.Unmarshal(b, &rep); err != nil || len(rep.Scaling) != 4 {
 		t.Fatalf("scaling JSON: %v\n%s", err, b)
 	}
+	var gcs uint64
 	for _, p := range rep.Scaling {
 		if p.DPS <= 0 {
 			t.Errorf("point %+v has no throughput", p)
 		}
+		// The server's collections come from its /metrics, its RSS from
+		// /proc: both are known when corsd bench started it.
+		if p.GCs == nil || p.RSS < 1<<20 {
+			t.Errorf("point %+v lacks the server's collections or RSS", p)
+		} else {
+			gcs += *p.GCs
+		}
+	}
+	// At Go's default GC percent (--gc-headroom 0) a few-MB heap is
+	// collected many times in 100 ms of calls.
+	if gcs == 0 {
+		t.Errorf("no point counted a collection:\n%s", b)
 	}
 }

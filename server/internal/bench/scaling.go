@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"image"
 	"image/color"
 	"image/draw"
@@ -25,6 +26,28 @@ type ScalePoint struct {
 	P99us   float64 `json:"p99_us"`
 	// ServerCPUus is the server's CPU time per decision.
 	ServerCPUus float64 `json:"server_cpu_us_per_decision"`
+	// GCCycles is how many garbage collections the server ran during the
+	// point's window, when its /metrics could be read.
+	GCCycles *uint64 `json:"gc_cycles,omitempty"`
+	// ServerRSS is the server's resident set size at the end of the
+	// window, when corsd bench started the server.
+	ServerRSS int64 `json:"server_rss_bytes,omitempty"`
+}
+
+// GCCyclesText is GCCycles for a table: "-" when unknown.
+func (p ScalePoint) GCCyclesText() string {
+	if p.GCCycles == nil {
+		return "-"
+	}
+	return strconv.FormatUint(*p.GCCycles, 10)
+}
+
+// RSSText is ServerRSS in MB for a table: "-" when unknown.
+func (p ScalePoint) RSSText() string {
+	if p.ServerRSS <= 0 {
+		return "-"
+	}
+	return strconv.FormatInt(p.ServerRSS>>20, 10) + " MB"
 }
 
 // coprimeStep returns a stride near n/φ that shares no factor with n, so
@@ -79,6 +102,7 @@ func Scaling(ctx context.Context, opts *Options, bucketCounts, ruleCounts []int,
 		step := coprimeStep(n)
 		origin := "https://app" + strconv.Itoa(rules-1) + ".example"
 		method, headers := "PUT", "content-type,x-amz-date"
+		gcs0, gcErr := serverGCs(ctx, opts.HTTPAddr)
 		r := drive(ctx, opts, conc, func(ctx context.Context, i int) error {
 			b := int((uint64(i) * uint64(step)) % uint64(n))
 			status, err := cs.evaluate(ctx, &corsdv1.EvaluateRequest{Bucket: w.Buckets[b], Key: "photos/cat.jpg", Method: "OPTIONS",
@@ -88,9 +112,17 @@ func Scaling(ctx context.Context, opts *Options, bucketCounts, ruleCounts []int,
 			}
 			return statusErr(status, 200)
 		})
-		p := ScalePoint{Series: series, Buckets: n, Rules: rules, DPS: r.RPS, P99us: r.P99us, ServerCPUus: r.ServerCPUus}
+		p := ScalePoint{Series: series, Buckets: n, Rules: rules, DPS: r.RPS, P99us: r.P99us, ServerCPUus: r.ServerCPUus,
+			ServerRSS: serverRSS(opts.ServerPID)}
+		if gcs1, err := serverGCs(ctx, opts.HTTPAddr); gcErr == nil && err == nil {
+			cycles := gcs1 - gcs0
+			p.GCCycles = &cycles
+		} else if opts.Progress != nil {
+			opts.Progress("  (the server's collections could not be read: %v)", errors.Join(gcErr, err))
+		}
 		if opts.Progress != nil {
-			opts.Progress("  %d buckets × %d rules: %.0f decisions/s, p99 %.0fµs, %.1fµs server CPU each", n, rules, p.DPS, p.P99us, p.ServerCPUus)
+			opts.Progress("  %d buckets × %d rules: %.0f decisions/s, p99 %.0fµs, %.1fµs server CPU each, %s collections, RSS %s",
+				n, rules, p.DPS, p.P99us, p.ServerCPUus, p.GCCyclesText(), p.RSSText())
 		}
 		points = append(points, p)
 		return nil
