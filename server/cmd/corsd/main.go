@@ -134,7 +134,7 @@ func serve(args []string, getenv func(string) string, stderr io.Writer) int {
 	fs.Float64Var(&cfg.DecisionLogSampleRate, "decision-log-sample-rate", cfg.DecisionLogSampleRate, "fraction of decisions written to the decision log, 0 (off) to 1")
 	fs.IntVar(&cfg.DecisionLogBuffer, "decision-log-buffer", cfg.DecisionLogBuffer, "decision log entries waiting to be written; when full, entries are dropped (and counted), never waited for")
 	fs.StringVar(&cfg.DecisionLogPath, "decision-log-path", cfg.DecisionLogPath, "file the decision log is appended to as JSON lines; - for stdout")
-	gcHeadroom := fs.Uint64("gc-headroom", 64<<20, "`bytes` the heap may grow past the live heap before a garbage collection, at least: while the live heap is smaller than this, GOGC is raised to keep it (collections were the largest cost of a call after the transport); never below GOGC, bounded by GOMEMLIMIT; 0 to leave GOGC alone")
+	gcHeadroom := fs.Uint64("gc-headroom", 64<<20, "`bytes` the heap may grow past the live heap before a garbage collection, at least: while the live heap is smaller than this, GOGC is raised to keep it (collections were the largest cost of a call after the transport); never below GOGC, bounded by GOMEMLIMIT; 0 to leave GOGC alone (unless --gc-limit-fraction is set)")
 	gcLimitFraction := fs.Float64("gc-limit-fraction", 0, "under a memory limit (GOMEMLIMIT), let the heap fill this `fraction` of it before a garbage collection (at least 0, less than 1; 0 is off): fewer collections for a large cache, paid for in memory; without a memory limit it does nothing")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")

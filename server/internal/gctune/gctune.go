@@ -46,7 +46,7 @@ import (
 // Options configure Run.
 type Options struct {
 	// MinHeadroom is how many bytes the heap may grow past the live heap
-	// before a collection; 0 turns the tuner off.
+	// before a collection; 0, with no LimitFraction, turns the tuner off.
 	MinHeadroom uint64
 	// LimitFraction, between 0 and 1, lets the heap fill this fraction of
 	// the process's memory limit (GOMEMLIMIT) before a collection, when
