@@ -2,6 +2,7 @@ package gctune
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"runtime"
 	"runtime/debug"
@@ -71,24 +72,42 @@ func TestCheckFractionAcceptsZeroUpToOne(t *testing.T) {
 // Under a memory limit, with LimitFraction set, the runtime's heap goal
 // reaches that fraction of the limit although the minimum headroom is tiny.
 func TestRunFillsTheFractionOfTheMemoryLimit(t *testing.T) {
-	before, beforeLimit := gcPercent(), debug.SetMemoryLimit(-1)
-	t.Cleanup(func() { debug.SetGCPercent(before); debug.SetMemoryLimit(beforeLimit) })
+	beforeLimit := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(beforeLimit) })
 	const limit = 2 << 30
 	debug.SetMemoryLimit(limit)
+	want := uint64(limit / 4 * 9 / 10) // within a tenth: Run lowers the percent only past that
+	runUntilGoal(t, Options{MinHeadroom: 1 << 20, LimitFraction: 0.25, Interval: 5 * time.Millisecond},
+		func(_, goal uint64) bool { return goal >= want },
+		func(_, goal uint64) string {
+			return fmt.Sprintf("heap goal %d under a %d-byte limit, want at least %d (a quarter of it)", goal, limit, want)
+		})
+}
+
+// runUntilGoal runs Run with o, collecting until reached(live, goal) holds
+// for the runtime's live heap and heap goal (failing with describe's words
+// after 5 s), then stops it and checks that the GC percent is restored.
+func runUntilGoal(t *testing.T, o Options, reached func(live, goal uint64) bool, describe func(live, goal uint64) string) {
+	t.Helper()
+	before := gcPercent()
+	t.Cleanup(func() { debug.SetGCPercent(before) })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		Run(ctx, Options{MinHeadroom: 1 << 20, LimitFraction: 0.25, Interval: 5 * time.Millisecond})
+		Run(ctx, o)
 	}()
-	want := uint64(limit / 4 * 9 / 10) // within a tenth: Run lowers the percent only past that
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		runtime.GC()
-		if goal := readUint("/gc/heap/goal:bytes"); goal >= want {
+		live, goal := readUint("/gc/heap/live:bytes"), readUint("/gc/heap/goal:bytes")
+		if reached(live, goal) {
 			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("heap goal %d under a %d-byte limit, want at least %d (a quarter of it; GC percent %d)", goal, limit, want, gcPercent())
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			t.Fatalf("%s (GC percent %d)", describe(live, goal), gcPercent())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -131,32 +150,12 @@ func TestPercentReachesTheHeadroomWithoutOvershooting(t *testing.T) {
 // With the tuner running, the runtime's own heap goal leaves at least the
 // headroom above the live heap; when it stops, GOGC is what it was.
 func TestRunRaisesTheHeapGoalAndRestoresGOGC(t *testing.T) {
-	before := gcPercent()
-	t.Cleanup(func() { debug.SetGCPercent(before) })
 	const headroom = 256 << 20
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		Run(ctx, Options{MinHeadroom: headroom, Interval: 5 * time.Millisecond})
-	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		runtime.GC()
-		live, goal := readUint("/gc/heap/live:bytes"), readUint("/gc/heap/goal:bytes")
-		if goal >= live+headroom {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("heap goal %d is not %d above the live heap %d (GC percent %d)", goal, headroom, live, gcPercent())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	cancel()
-	<-done
-	if got := gcPercent(); got != before {
-		t.Fatalf("GC percent %d after Run, want %d restored", got, before)
-	}
+	runUntilGoal(t, Options{MinHeadroom: headroom, Interval: 5 * time.Millisecond},
+		func(live, goal uint64) bool { return goal >= live+headroom },
+		func(live, goal uint64) string {
+			return fmt.Sprintf("heap goal %d is not %d above the live heap %d", goal, headroom, live)
+		})
 }
 
 func TestRunLeavesGOGCOffAlone(t *testing.T) {
