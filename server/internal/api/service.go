@@ -128,7 +128,7 @@ func Loader(st store.Store, opts s3cors.Options) cache.Loader {
 		if err != nil {
 			return nil, &corruptError{bucket: bucket, err: err}
 		}
-		return &cache.Entry{Bucket: bucket, RuleSet: s3cors.Compile(cfg, opts), ETag: rec.ETag, Updated: rec.Updated}, nil
+		return &cache.Entry{Bucket: bucket, RuleSet: s3cors.Compile(cfg, opts), ETag: rec.ETag}, nil
 	}
 }
 
@@ -307,7 +307,7 @@ func (s *Service) PutBucketCors(ctx context.Context, req *corsdv1.PutBucketCorsR
 		owner = append(owner, slog.String("owner", rec.Owner))
 	}
 	s.audit(ctx, "put", req.GetBucket(), old, rec.ETag, owner...)
-	s.cache.Set(&cache.Entry{Bucket: rec.Bucket, RuleSet: rs, ETag: rec.ETag, Updated: rec.Updated})
+	s.cache.Set(&cache.Entry{Bucket: rec.Bucket, RuleSet: rs, ETag: rec.ETag})
 	// Findings inform; they never block the write (S3 would accept it).
 	return &corsdv1.PutBucketCorsResponse{Etag: rec.ETag, Findings: toProtoFindings(s3cors.Analyze(cfg)), Owner: rec.Owner}, nil
 }

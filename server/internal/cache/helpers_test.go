@@ -1,12 +1,13 @@
 package cache
 
 import (
+	"bytes"
 	"context"
-	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/corsd/corsd/server/internal/s3cors"
 )
@@ -35,12 +36,17 @@ type fakeStore struct {
 // sameEntry reports whether a and b are equal entries. The cache keeps its
 // own copy of what it is given (see state), so the entry it returns equals
 // the one the Loader or Set supplied without being the same pointer, and
-// so does its RuleSet: a copy of the header, sharing the arrays.
+// so does its RuleSet: a byte copy of the rule set's block.
 func sameEntry(a, b *Entry) bool {
-	if a.Bucket != b.Bucket || a.ETag != b.ETag || !a.Updated.Equal(b.Updated) || (a.RuleSet == nil) != (b.RuleSet == nil) {
+	if a.Bucket != b.Bucket || a.ETag != b.ETag || (a.RuleSet == nil) != (b.RuleSet == nil) {
 		return false
 	}
-	return a.RuleSet == nil || reflect.DeepEqual(*a.RuleSet, *b.RuleSet)
+	return a.RuleSet == nil || bytes.Equal(ruleSetBytes(a.RuleSet), ruleSetBytes(b.RuleSet))
+}
+
+// ruleSetBytes is rs's block (see s3cors.RuleSet).
+func ruleSetBytes(rs *s3cors.RuleSet) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(rs)), rs.Size())
 }
 
 func newFakeStore(tb testing.TB) *fakeStore {
@@ -58,7 +64,7 @@ func (f *fakeStore) load(_ context.Context, bucket string) (*Entry, error) {
 	if !ok {
 		return &Entry{Bucket: bucket}, nil
 	}
-	return &Entry{Bucket: bucket, RuleSet: f.rs, ETag: etag, Updated: time.Unix(1, 0)}, nil
+	return &Entry{Bucket: bucket, RuleSet: f.rs, ETag: etag}, nil
 }
 
 func (f *fakeStore) put(bucket, etag string) {

@@ -1,6 +1,7 @@
 package s3cors
 
 import (
+	"hash/maphash"
 	"slices"
 	"sort"
 	"strconv"
@@ -26,18 +27,49 @@ type Options struct {
 // merged in rule order; the first candidate whose methods and headers also
 // allow the request wins, as the linear scan S3 describes would find.
 //
-// A RuleSet holds no pointers but its slice headers (and its wildcard
-// index's): every string lives in text and is named by a span, every
-// per-rule list is a span of one of the rule set's arrays, and pack puts
-// all the arrays in one block. A server holding a million buckets keeps a million
-// rule sets alive, and the collector marks each of them in every
-// collection; arrays without pointers it marks without reading them.
-// BenchmarkRuleSetMemory measures both the bytes and the marking time.
+// A RuleSet is one block of memory without a single pointer: this header,
+// then its arrays (every string lives in text and is named by a span, every
+// per-rule list is a span of one of the arrays), each named by its byte
+// offset from the header's own address. A server holding a million
+// buckets keeps a million rule sets alive, and the collector marks each of
+// them in every collection: a pointer-free block it marks without reading
+// it, and a block is one object where a header with slices into its arrays
+// was two, scanned. BenchmarkRuleSetMemory measures the bytes and the
+// marking time.
 //
-// A RuleSet value may be copied: the copy shares the arrays and decides
-// exactly as the original (the cache keeps each bucket's header beside its
-// state). Nothing in it may therefore point at the RuleSet itself.
+// Because the offsets are relative to the header, a RuleSet must not be
+// copied by value (go vet reports it): the copy would read whatever memory
+// follows it. CopyTo copies the whole block, which is an equal RuleSet
+// wherever it lands.
 type RuleSet struct {
+	_ noCopy
+	// size is the block's length in bytes, header included.
+	size uint32
+	// hasWildIx: the wildcard index's arrays (ixSlens...) are set.
+	hasWildIx bool
+	a         arrays
+	seed      maphash.Seed // the exact-origin index's
+	opts      Options
+}
+
+// arrays names a rule set's arrays within its block: each off is a byte
+// offset from the RuleSet, each n an element count. What each holds is
+// described on layout, which Compile builds them in.
+type arrays struct {
+	text, rules, exactSlots, exactMore, wild, wildPats, wildAll, any span
+	headers, headerPats, origins                                     span
+	ixSlens, ixSlots, ixLists, ixRest                                span
+}
+
+// noCopy makes go vet's copylocks check report a RuleSet copied by value.
+type noCopy struct{}
+
+func (*noCopy) Lock()   {}
+func (*noCopy) Unlock() {}
+
+// layout is a rule set as Compile builds it, in ordinary slices, before
+// pack lays it out in one block.
+type layout struct {
 	// text holds the rule set's strings side by side, each distinct string
 	// once: deciding reads a few neighbouring cache lines, not strings
 	// scattered over the heap wherever the decoder allocated them.
@@ -63,6 +95,80 @@ type RuleSet struct {
 	headerPats []spanPattern
 	origins    []originMatcher
 	opts       Options
+}
+
+// at returns the address of the array a names in rs's block. The accessors
+// below turn it into a slice, one per type: as a generic function this
+// would take the element size from a dictionary at run time, and a
+// decision calls them a dozen times.
+func (rs *RuleSet) at(a span) unsafe.Pointer { return unsafe.Add(unsafe.Pointer(rs), a.off) }
+
+func (rs *RuleSet) text() []byte { return unsafe.Slice((*byte)(rs.at(rs.a.text)), rs.a.text.n) }
+func (rs *RuleSet) rules() []compiledRule {
+	return unsafe.Slice((*compiledRule)(rs.at(rs.a.rules)), rs.a.rules.n)
+}
+func (rs *RuleSet) wild() []wildOrigin {
+	return unsafe.Slice((*wildOrigin)(rs.at(rs.a.wild)), rs.a.wild.n)
+}
+func (rs *RuleSet) wildPats() []spanPattern {
+	return unsafe.Slice((*spanPattern)(rs.at(rs.a.wildPats)), rs.a.wildPats.n)
+}
+func (rs *RuleSet) wildAll() []uint16 {
+	return unsafe.Slice((*uint16)(rs.at(rs.a.wildAll)), rs.a.wildAll.n)
+}
+func (rs *RuleSet) anyOrigin() []uint8 {
+	return unsafe.Slice((*uint8)(rs.at(rs.a.any)), rs.a.any.n)
+}
+func (rs *RuleSet) headers() []span {
+	return unsafe.Slice((*span)(rs.at(rs.a.headers)), rs.a.headers.n)
+}
+func (rs *RuleSet) headerPats() []spanPattern {
+	return unsafe.Slice((*spanPattern)(rs.at(rs.a.headerPats)), rs.a.headerPats.n)
+}
+func (rs *RuleSet) origins() []originMatcher {
+	return unsafe.Slice((*originMatcher)(rs.at(rs.a.origins)), rs.a.origins.n)
+}
+
+// rule returns rule i, which must exist.
+func (rs *RuleSet) rule(i int) *compiledRule {
+	return (*compiledRule)(unsafe.Add(rs.at(rs.a.rules), uintptr(i)*unsafe.Sizeof(compiledRule{})))
+}
+
+func (rs *RuleSet) exact() originIndex {
+	return originIndex{
+		seed:  rs.seed,
+		slots: unsafe.Slice((*originSlot)(rs.at(rs.a.exactSlots)), rs.a.exactSlots.n),
+		more:  unsafe.Slice((*uint8)(rs.at(rs.a.exactMore)), rs.a.exactMore.n),
+	}
+}
+
+// wildIndex returns the wildcard index, if the rule set has one.
+func (rs *RuleSet) wildIndex() (wildIndex, bool) {
+	if !rs.hasWildIx {
+		return wildIndex{}, false
+	}
+	return wildIndex{
+		slens: unsafe.Slice((*uint32)(rs.at(rs.a.ixSlens)), rs.a.ixSlens.n),
+		slots: unsafe.Slice((*wildSlot)(rs.at(rs.a.ixSlots)), rs.a.ixSlots.n),
+		lists: unsafe.Slice((*uint16)(rs.at(rs.a.ixLists)), rs.a.ixLists.n),
+		rest:  unsafe.Slice((*uint16)(rs.at(rs.a.ixRest)), rs.a.ixRest.n),
+	}, true
+}
+
+// Size returns the bytes rs occupies: its header and arrays, one block
+// without pointers.
+func (rs *RuleSet) Size() int { return int(rs.size) }
+
+// CopyTo copies rs's block to the start of dst, which must hold at least
+// Size bytes, and returns the copy: an equal RuleSet that shares nothing
+// with rs. dst may be part of a larger allocation, and since the block
+// holds no pointers, that allocation may be one the collector does not
+// scan ([]uint64); it must stay reachable for as long as the copy is used,
+// which any pointer into it (the copy's, or a string from it) ensures.
+func (rs *RuleSet) CopyTo(dst []uint64) *RuleSet {
+	n := (int(rs.size) + 7) / 8
+	copy(dst[:n], unsafe.Slice((*uint64)(unsafe.Pointer(rs)), n))
+	return (*RuleSet)(unsafe.Pointer(&dst[0]))
 }
 
 // span is a run of a rule set's array: text[off:off+n] for a string,
@@ -187,7 +293,7 @@ func (m *originMatcher) match(text []byte, o string) bool {
 // keeps and holds nothing of c. Compile is where all per-rule work happens,
 // so Evaluate only looks things up and copies pre-rendered strings.
 func Compile(c *Configuration, opts Options) *RuleSet {
-	rs := &RuleSet{rules: make([]compiledRule, len(c.Rules)), opts: opts}
+	rs := &layout{rules: make([]compiledRule, len(c.Rules)), opts: opts}
 	a := newArena(c)
 	exact := map[string][]uint8{}
 	var exactOrder []string
@@ -264,47 +370,50 @@ func Compile(c *Configuration, opts Options) *RuleSet {
 		}
 	}
 	rs.text = a.text
-	rs.pack()
-	return rs
+	return rs.pack()
 }
 
-// pack moves every array of rs into one allocation. The collector marks
-// an object of a held rule set per array it has, each a likely cache miss
-// in a large heap: a million 5-rule sets of ten arrays each cost it ~2.6 s
-// of CPU per collection in the million-bucket scaling run. Packed, a rule
-// set is two objects, the RuleSet and its block.
+// pack lays l out as a RuleSet: its header, then every array, in one
+// allocation. The collector marks an object of a held rule set per array
+// it has, each a likely cache miss in a large heap: a million 5-rule sets
+// of ten arrays each cost it ~2.6 s of CPU per collection in the
+// million-bucket scaling run. Packed, a rule set is one object.
 //
 // The block is allocated as []uint64, which the collector never scans
 // and which is 8-byte aligned, and each array is placed in it at its
-// type's alignment. That is sound only because no element type holds a
-// pointer (TestRuleSetArraysHoldNoPointers): a pointer stored in the block
-// would be invisible to the collector.
-func (rs *RuleSet) pack() {
-	var p packer
+// type's alignment. That is sound only because neither the header nor any
+// element type holds a pointer (TestRuleSetHoldsNoPointers): a pointer
+// stored in the block would be invisible to the collector.
+func (l *layout) pack() *RuleSet {
+	var a arrays
+	p := packer{off: unsafe.Sizeof(RuleSet{})}
 	for {
-		rs.text = place(&p, rs.text)
-		rs.rules = place(&p, rs.rules)
-		rs.exact.slots = place(&p, rs.exact.slots)
-		rs.exact.more = place(&p, rs.exact.more)
-		rs.wild = place(&p, rs.wild)
-		rs.wildPats = place(&p, rs.wildPats)
-		rs.wildAll = place(&p, rs.wildAll)
-		rs.any = place(&p, rs.any)
-		rs.headers = place(&p, rs.headers)
-		rs.headerPats = place(&p, rs.headerPats)
-		rs.origins = place(&p, rs.origins)
-		if ix := rs.wildIx; ix != nil {
-			ix.slens = place(&p, ix.slens)
-			ix.slots = place(&p, ix.slots)
-			ix.lists = place(&p, ix.lists)
-			ix.rest = place(&p, ix.rest)
+		a.text = place(&p, l.text)
+		a.rules = place(&p, l.rules)
+		a.exactSlots = place(&p, l.exact.slots)
+		a.exactMore = place(&p, l.exact.more)
+		a.wild = place(&p, l.wild)
+		a.wildPats = place(&p, l.wildPats)
+		a.wildAll = place(&p, l.wildAll)
+		a.any = place(&p, l.any)
+		a.headers = place(&p, l.headers)
+		a.headerPats = place(&p, l.headerPats)
+		a.origins = place(&p, l.origins)
+		if ix := l.wildIx; ix != nil {
+			a.ixSlens = place(&p, ix.slens)
+			a.ixSlots = place(&p, ix.slots)
+			a.ixLists = place(&p, ix.lists)
+			a.ixRest = place(&p, ix.rest)
 		}
 		if p.block != nil {
 			break
 		}
 		p.block = make([]uint64, (p.off+7)/8)
-		p.off = 0
+		p.off = unsafe.Sizeof(RuleSet{})
 	}
+	rs := (*RuleSet)(unsafe.Pointer(unsafe.SliceData(p.block)))
+	rs.size, rs.hasWildIx, rs.a, rs.seed, rs.opts = uint32(p.off), l.wildIx != nil, a, l.exact.seed, l.opts
+	return rs
 }
 
 // packer lays arrays out in one block: a first pass (block nil) only adds
@@ -314,23 +423,23 @@ type packer struct {
 	off   uintptr
 }
 
-// place returns src's copy in the block, or src itself in the sizing pass.
-// T must hold no pointers (see pack).
-func place[T any](p *packer, src []T) []T {
+// place returns where src's copy goes in the block (a byte offset and its
+// length) and, in the second pass, copies it there. T must hold no
+// pointers (see pack).
+func place[T any](p *packer, src []T) span {
 	if len(src) == 0 {
-		return nil
+		return span{}
 	}
 	var zero T
 	align := unsafe.Alignof(zero)
 	p.off = (p.off + align - 1) &^ (align - 1)
 	start := p.off
 	p.off += uintptr(len(src)) * unsafe.Sizeof(zero)
-	if p.block == nil {
-		return src
+	if p.block != nil {
+		dst := unsafe.Slice((*T)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(p.block)), start)), len(src))
+		copy(dst, src)
 	}
-	dst := unsafe.Slice((*T)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(p.block)), start)), len(src))
-	copy(dst, src)
-	return dst
+	return span{off: uint32(start), n: uint32(len(src))}
 }
 
 // arena gathers a rule set's strings into one byte array, each distinct
@@ -378,7 +487,7 @@ func (a *arena) addPattern(p pattern) spanPattern {
 }
 
 // Len is the number of rules.
-func (rs *RuleSet) Len() int { return len(rs.rules) }
+func (rs *RuleSet) Len() int { return int(rs.a.rules.n) }
 
 // allowsHeader reports whether cr allows one requested header name,
 // already lower-cased and trimmed.
@@ -386,8 +495,8 @@ func (rs *RuleSet) allowsHeader(cr *compiledRule, h string) bool {
 	if cr.anyHeader {
 		return true
 	}
-	text := rs.text
-	hs := rs.headers[cr.headers.off : cr.headers.off+cr.headers.n]
+	text := rs.text()
+	hs := rs.headers()[cr.headers.off : cr.headers.off+cr.headers.n]
 	if len(hs) <= 8 {
 		for _, a := range hs {
 			if int(a.n) == len(h) && str(text, a) == h {
@@ -399,7 +508,7 @@ func (rs *RuleSet) allowsHeader(cr *compiledRule, h string) bool {
 	}); found {
 		return true
 	}
-	for _, p := range rs.headerPats[cr.headerPats.off : cr.headerPats.off+cr.headerPats.n] {
+	for _, p := range rs.headerPats()[cr.headerPats.off : cr.headerPats.off+cr.headerPats.n] {
 		if p.match(text, h) {
 			return true
 		}

@@ -236,27 +236,27 @@ func Evaluate(rs *RuleSet, req *Request, res *Result) {
 		pass(rs, res)
 		return
 	}
-	cr := &rs.rules[idx]
+	cr := rs.rule(idx)
 	res.Verdict, res.Reason = VerdictAllowed, ReasonMatched
 	if preflight {
 		res.Status = 200
 	}
-	res.RuleIndex, res.RuleID, res.HasRuleID = idx, str(rs.text, cr.id), cr.hasID
+	res.RuleIndex, res.RuleID, res.HasRuleID = idx, str(rs.text(), cr.id), cr.hasID
 	if cr.anyOrigin {
 		res.add(HeaderAllowOrigin, "*")
 	} else {
 		res.add(HeaderAllowOrigin, req.Origin)
 		res.add(HeaderAllowCredentials, "true")
 	}
-	res.add(HeaderAllowMethods, str(rs.text, cr.allowMethods))
+	res.add(HeaderAllowMethods, str(rs.text(), cr.allowMethods))
 	if headers != "" {
 		res.add(HeaderAllowHeaders, headers)
 	}
 	if cr.expose.n != 0 {
-		res.add(HeaderExposeHeaders, str(rs.text, cr.expose))
+		res.add(HeaderExposeHeaders, str(rs.text(), cr.expose))
 	}
 	if cr.maxAge.n != 0 {
-		res.add(HeaderMaxAge, str(rs.text, cr.maxAge))
+		res.add(HeaderMaxAge, str(rs.text(), cr.maxAge))
 	}
 	res.add(HeaderVary, varyValue)
 }
@@ -341,13 +341,14 @@ func (rs *RuleSet) match(origin string, bit uint8, headers string) int {
 	if bit == 0 {
 		return -1 // no rule allows a method S3 does not know
 	}
-	exact := rs.exact.lookup(rs.text, origin)
-	wc := rs.wildAll
-	if rs.wildIx != nil {
+	wild, pats, anyo, text := rs.wild(), rs.wildPats(), rs.anyOrigin(), rs.text()
+	ex := rs.exact()
+	exact := ex.lookup(text, origin)
+	wc := rs.wildAll()
+	if ix, ok := rs.wildIndex(); ok {
 		var buf [16]uint16
-		wc = rs.wildIx.candidates(origin, buf[:0])
+		wc = ix.candidates(origin, buf[:0])
 	}
-	wild, pats, anyo, text := rs.wild, rs.wildPats, rs.any, rs.text
 	last := -1
 	for {
 		// Advance the wildcard candidates to the next matching pattern.
@@ -374,7 +375,7 @@ func (rs *RuleSet) match(origin string, bit uint8, headers string) int {
 			anyo = anyo[1:]
 		}
 		last = next
-		cr := &rs.rules[next]
+		cr := rs.rule(next)
 		if cr.methods&bit == 0 {
 			continue
 		}
@@ -388,13 +389,14 @@ func (rs *RuleSet) match(origin string, bit uint8, headers string) int {
 // matches and records why each failed. It is only used when asked for, so it
 // favours clarity over speed.
 func (rs *RuleSet) explain(origin string, bit uint8, headers string) (int, []RuleTrace) {
-	trace := make([]RuleTrace, 0, len(rs.rules))
-	for i := range rs.rules {
-		cr := &rs.rules[i]
-		t := RuleTrace{Index: i, ID: str(rs.text, cr.id)}
+	text, rules := rs.text(), rs.rules()
+	trace := make([]RuleTrace, 0, len(rules))
+	for i := range rules {
+		cr := &rules[i]
+		t := RuleTrace{Index: i, ID: str(text, cr.id)}
 		originOK := false
-		for _, m := range rs.origins[cr.origins.off : cr.origins.off+cr.origins.n] {
-			if m.match(rs.text, origin) {
+		for _, m := range rs.origins()[cr.origins.off : cr.origins.off+cr.origins.n] {
+			if m.match(text, origin) {
 				originOK = true
 				break
 			}
