@@ -85,13 +85,6 @@ func (c *GRPC) Marshal(v any) (mem.BufferSlice, error) {
 		return c.fallback.Marshal(v)
 	}
 	size := m.SizeVT()
-	if mem.IsBelowBufferPoolingThreshold(size) {
-		buf := make([]byte, size)
-		if _, err := m.MarshalToSizedBufferVT(buf); err != nil {
-			return nil, fmt.Errorf("vtcodec: marshal %T: %w", v, err)
-		}
-		return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
-	}
 	buf := c.pool.Get(size)
 	n, err := m.MarshalToSizedBufferVT(*buf)
 	if err == nil && n != size {
@@ -117,8 +110,11 @@ type dirtyPool struct {
 }
 
 const (
-	dirtyMinShift = 10 // 1 KiB: smaller messages are not pooled
-	dirtyClasses  = 13 // up to 4 MiB, grpc-go's default receive limit
+	// 2 KiB, the smallest class: mem.NewBuffer returns a buffer to its
+	// pool only when its capacity is above mem.BufferPoolingThreshold (1
+	// KiB), so a smaller one would be garbage after every response.
+	dirtyMinShift = 11
+	dirtyClasses  = 12 // up to 4 MiB, grpc-go's default receive limit
 )
 
 // dirtyClass is the index of the smallest class that holds size bytes, or

@@ -110,6 +110,30 @@ func TestLargeBatchUsesPooledBuffers(t *testing.T) {
 	}
 }
 
+// Every answer, however small, is marshalled into a buffer that grpc-go
+// hands back to the pool once it has written it: mem.NewBuffer keeps a
+// buffer whose capacity is at most mem.BufferPoolingThreshold as a plain
+// SliceBuffer, which is garbage after every response.
+func TestSmallAnswersGoBackToThePool(t *testing.T) {
+	c := NewGRPC()
+	for _, m := range []vtMessage{
+		&corsdv1.EvaluateResponse{},
+		&corsdv1.EvaluateResponse{Status: 403, MatchedRuleId: strings.Repeat("r", 900)},
+	} {
+		slice, err := c.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(slice) != 1 {
+			t.Fatalf("%d bytes marshalled into %d buffers, want 1", slice.Len(), len(slice))
+		}
+		if _, plain := slice[0].(mem.SliceBuffer); plain {
+			t.Errorf("%d bytes marshalled into a buffer grpc-go does not return to the pool", slice.Len())
+		}
+		slice.Free()
+	}
+}
+
 // Messages without vtprotobuf methods (health, reflection) are
 // protobuf-go's, and invalid UTF-8 in a request is refused as before.
 func TestFallbacksAreProtobufGo(t *testing.T) {
@@ -175,13 +199,13 @@ func BenchmarkMarshalBatch(b *testing.B) {
 }
 
 // The marshal pool's size classes: every Get returns the length asked
-// for, from the smallest power of two from 1 KiB up that holds it; only
+// for, from the smallest power of two from 2 KiB up that holds it; only
 // buffers of a class's exact capacity are kept.
 func TestDirtyPoolSizeClasses(t *testing.T) {
 	for _, tc := range []struct {
 		size, wantCap int
 	}{
-		{1, 1 << 10}, {1 << 10, 1 << 10}, {1<<10 + 1, 2 << 10}, {50_000, 64 << 10},
+		{1, 2 << 10}, {1 << 10, 2 << 10}, {2 << 10, 2 << 10}, {2<<10 + 1, 4 << 10}, {50_000, 64 << 10},
 		{1 << 20, 1 << 20}, {4 << 20, 4 << 20},
 		{4<<20 + 1, 4<<20 + 1}, // beyond the largest class: allocated, never pooled
 	} {
