@@ -201,12 +201,13 @@ type slot struct {
 //   - a hit reads the index cell, the slot and the state, each a different
 //     place in memory; in a server holding a million buckets each read
 //     misses the CPU's caches (and its TLB), so these reads are what a
-//     decision costs there. The rule set now follows the state's header
-//     instead of living in an allocation of its own: one miss fewer.
+//     decision costs there. The rule set follows the state's header rather
+//     than living in an allocation of its own: one miss fewer.
 //   - the collector marks every state of a held bucket in every collection.
 //     A block without pointers is one object that it marks without reading
-//     it; a state with an Entry, a rule set's header and its arrays was
-//     three objects, two of them scanned. BenchmarkCacheMemory measures it.
+//     it, where a state holding an Entry that points at the loader's rule
+//     set would be two objects more, one of them scanned.
+//     BenchmarkCacheMemory measures it.
 type state struct {
 	epoch   uint64 // Cache.epoch when the data was read or written
 	expires int64  // UnixNano after which a negative entry is stale; 0 = never

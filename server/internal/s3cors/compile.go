@@ -33,8 +33,8 @@ type Options struct {
 // offset from the header's own address. A server holding a million
 // buckets keeps a million rule sets alive, and the collector marks each of
 // them in every collection: a pointer-free block it marks without reading
-// it, and a block is one object where a header with slices into its arrays
-// was two, scanned. BenchmarkRuleSetMemory measures the bytes and the
+// it, one object where a header with slices into its arrays would be two,
+// one of them scanned. BenchmarkRuleSetMemory measures the bytes and the
 // marking time.
 //
 // Because the offsets are relative to the header, a RuleSet must not be
