@@ -149,6 +149,8 @@ type Cache struct {
 	// names maps a bucket name to its slot. It is read lock-free on every
 	// Get; it is only written under mu so that it always agrees with ring.
 	names *index
+	// arena holds the states' blocks (see arena.go).
+	arena arena
 	// epoch is bumped by InvalidateAll; states installed under an older
 	// epoch are stale.
 	epoch atomic.Uint64
@@ -193,21 +195,21 @@ type slot struct {
 // state is one immutable snapshot of a bucket; a change allocates a new one,
 // so the hit path can read it through one atomic pointer without locks.
 //
-// A state is one block of memory without pointers ([]uint64): this
-// header, then the bucket's name and ETag, then, for a bucket with a
-// configuration, a copy of its rule set (s3cors.RuleSet.CopyTo, itself a
-// block without pointers). newState copies all of it from what the loader
-// allocated apart, for two reasons:
+// A state is one block of memory without pointers, carved from the
+// cache's arena: this header, then the bucket's name and ETag, then, for
+// a bucket with a configuration, a copy of its rule set
+// (s3cors.RuleSet.CopyTo, itself a block without pointers). newState
+// copies all of it from what the loader allocated apart, for two reasons:
 //   - a hit reads the index cell, the slot and the state, each a different
 //     place in memory; in a server holding a million buckets each read
 //     misses the CPU's caches (and its TLB), so these reads are what a
 //     decision costs there. The rule set follows the state's header rather
 //     than living in an allocation of its own: one miss fewer.
-//   - the collector marks every state of a held bucket in every collection.
-//     A block without pointers is one object that it marks without reading
-//     it, where a state holding an Entry that points at the loader's rule
-//     set would be two objects more, one of them scanned.
-//     BenchmarkCacheMemory measures it.
+//   - the collector visits every state of a held bucket in every
+//     collection. A block without pointers inside an arena chunk is not an
+//     object of its own, and is never read by the collector, where a
+//     state holding an Entry that points at the loader's rule set would be
+//     three objects, one of them scanned. BenchmarkCacheMemory measures it.
 type state struct {
 	epoch   uint64 // Cache.epoch when the data was read or written
 	expires int64  // UnixNano after which a negative entry is stale; 0 = never
@@ -219,6 +221,7 @@ type state struct {
 	nameLen  uint32 // the name follows the header, then the ETag
 	etagLen  uint32
 	rsOff    uint32 // the rule set's byte offset in the block; 0 = none
+	chunk    uint32 // the arena chunk holding the block; 0 = its own
 	invalid  bool   // set by Invalidate
 }
 
@@ -233,24 +236,30 @@ func (c *Cache) newState(e *Entry, epoch uint64) *state {
 		rsOff = (size + 7) &^ 7
 		size = rsOff + uintptr(e.RuleSet.Size())
 	}
-	block := make([]uint64, (size+7)/8)
-	st := (*state)(unsafe.Pointer(unsafe.SliceData(block)))
+	st := c.newBlock(size)
 	st.epoch, st.expires = epoch, c.expiry(e)
-	st.words, st.nameLen, st.etagLen, st.rsOff = uint32(len(block)), uint32(len(e.Bucket)), uint32(len(e.ETag)), uint32(rsOff)
-	b := unsafe.Slice((*byte)(unsafe.Pointer(st)), len(block)*8)
+	st.nameLen, st.etagLen, st.rsOff = uint32(len(e.Bucket)), uint32(len(e.ETag)), uint32(rsOff)
+	b := st.bytes()
 	copy(b[stateSize+uintptr(copy(b[stateSize:], e.Bucket)):], e.ETag)
 	if e.RuleSet != nil {
-		e.RuleSet.CopyTo(block[rsOff/8:])
+		e.RuleSet.CopyTo(unsafe.Slice((*uint64)(unsafe.Pointer(st)), st.words)[rsOff/8:])
 	}
 	return st
 }
 
 // clone returns a copy of st, whose header the caller may change before
 // publishing it.
-func (st *state) clone() *state {
-	block := make([]uint64, st.words)
-	copy(block, unsafe.Slice((*uint64)(unsafe.Pointer(st)), st.words))
-	return (*state)(unsafe.Pointer(unsafe.SliceData(block)))
+func (c *Cache) clone(st *state) *state {
+	next := c.newBlock(uintptr(st.words) * 8)
+	chunk := next.chunk
+	copy(next.bytes(), st.bytes())
+	next.chunk = chunk
+	return next
+}
+
+// bytes is st's whole block.
+func (st *state) bytes() []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(st)), uintptr(st.words)*8)
 }
 
 // str returns the n bytes at off in st's block as a string, sharing them.
@@ -477,7 +486,7 @@ func (c *Cache) finish(s *slot, f *flight, e *Entry, err error) {
 		// in which case serving it is not stale at all.
 		st := cur
 		if f.stale = !c.fresh(cur); f.stale {
-			st = cur.clone()
+			st = c.clone(cur)
 			st.failedAt = c.now().UnixNano()
 			s.cur.Store(st)
 		}
@@ -541,7 +550,7 @@ func (c *Cache) Invalidate(bucket string) {
 	s.mu.Lock()
 	s.gen++
 	if cur := s.cur.Load(); cur != nil && !cur.invalid {
-		next := cur.clone()
+		next := c.clone(cur)
 		next.invalid = true
 		next.failedAt = 0 // a change was announced: the store is reachable, wait for it
 		s.cur.Store(next)

@@ -1,0 +1,213 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+
+	"github.com/corsd/corsd/server/internal/s3cors"
+)
+
+// fiveRuleSet is the rule set BenchmarkCacheMemory gives each bucket
+// (~1.9 KB as a state).
+func fiveRuleSet(tb testing.TB) *s3cors.RuleSet {
+	tb.Helper()
+	cfg, _, err := s3cors.DecodeJSON(fiveRules())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s3cors.Compile(cfg, s3cors.Options{})
+}
+
+// chunkLive is, by chunk id, the words of the states the cache holds now.
+func chunkLive(c *Cache) map[uint32]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	live := map[uint32]int{}
+	for _, s := range c.ring {
+		if st := s.cur.Load(); st != nil {
+			live[st.chunk] += int(st.words)
+		}
+	}
+	return live
+}
+
+// TestHeldBucketIsOneObject checks what the arena is for: a held bucket's
+// state is carved from a shared chunk, so the collector finds one object
+// per bucket (its slot) instead of two.
+func TestHeldBucketIsOneObject(t *testing.T) {
+	rs := fiveRuleSet(t)
+	const n = 20_000
+	entries := make([]*Entry, n)
+	for i := range entries {
+		entries[i] = &Entry{Bucket: fmt.Sprintf("bucket-%07d", i), RuleSet: rs, ETag: fmt.Sprintf(`"%032x"`, i)}
+	}
+	c := New(nil, Options{MaxEntries: n})
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for _, e := range entries {
+		c.Set(e)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	// The slot, and a share of the index, the CLOCK ring and the chunks.
+	if per := float64(after.HeapObjects-before.HeapObjects) / n; per > 1.1 {
+		t.Fatalf("%.2f heap objects per held bucket, want about 1 (its slot)", per)
+	}
+	for i, e := range entries[:100] {
+		if got := mustGet(t, c, e.Bucket); !sameEntry(got, e) {
+			t.Fatalf("bucket %d: Get = %+v, want %+v", i, got, e)
+		}
+	}
+	runtime.KeepAlive(entries)
+}
+
+// TestCompactionEmptiesMostlyDeadChunks replaces most buckets' states, so
+// that the chunks they were first carved from hold mostly dead words, and
+// checks that compaction copies the survivors out: afterwards no chunk
+// but the one being filled is less than half current, the chunks the
+// arena still tracks hold at most twice what is current (and the chunk
+// being filled), and every bucket still answers its latest ETag.
+func TestCompactionEmptiesMostlyDeadChunks(t *testing.T) {
+	rs := fiveRuleSet(t)
+	const n = 3000
+	c := New(nil, Options{MaxEntries: n})
+	etag := make([]string, n)
+	name := func(i int) string { return fmt.Sprintf("b%05d", i) }
+	for i := range n {
+		etag[i] = fmt.Sprintf(`"first-%d"`, i)
+		c.Set(&Entry{Bucket: name(i), RuleSet: rs, ETag: etag[i]})
+	}
+	// Every bucket but one in ten is replaced three times.
+	for round := range 3 {
+		for i := range n {
+			if i%10 != 0 {
+				etag[i] = fmt.Sprintf(`"round%d-%d"`, round, i)
+				c.Set(&Entry{Bucket: name(i), RuleSet: rs, ETag: etag[i]})
+			}
+		}
+	}
+	eventually(t, "no compaction running", func() bool { return !c.arena.compacting.Load() })
+	live := chunkLive(c)
+	sparseBefore := 0
+	c.arena.mu.Lock()
+	defer c.arena.mu.Unlock()
+	for id, size := range c.arena.sizes {
+		if id != c.arena.id && 2*live[id] < size {
+			sparseBefore++
+		}
+	}
+	if sparseBefore == 0 {
+		t.Fatal("the churn left no mostly dead chunk: the test proves nothing")
+	}
+
+	c.arena.mu.Unlock()
+	c.compact() // moves the survivors
+	c.compact() // forgets the chunks it emptied
+	c.arena.mu.Lock()
+
+	live = chunkLive(c)
+	total, held := 0, 0
+	for _, words := range live {
+		total += words
+	}
+	for id, size := range c.arena.sizes {
+		if id != c.arena.id {
+			held += size
+			if 2*live[id] < size {
+				t.Errorf("chunk %d is %d/%d words current after compaction, want at least half", id, live[id], size)
+			}
+		}
+	}
+	if held > 2*total {
+		t.Errorf("the arena tracks %d words of full chunks for %d current words, want at most twice", held, total)
+	}
+	for i := range n {
+		if got := mustGet(t, c, name(i)); got.ETag != etag[i] || !sameEntry(got, &Entry{Bucket: name(i), RuleSet: rs, ETag: etag[i]}) {
+			t.Fatalf("bucket %d after compaction: Get = %+v, want ETag %s", i, got, etag[i])
+		}
+	}
+}
+
+// TestCompactionStartsOnItsOwn replaces one bucket's state until more
+// than compactMinWords were allocated, and checks a compaction ran and
+// let go of every chunk the dead states filled.
+func TestCompactionStartsOnItsOwn(t *testing.T) {
+	rs := fiveRuleSet(t)
+	c := New(nil, Options{})
+	e := &Entry{Bucket: "churn", RuleSet: rs}
+	for i := 0; c.arena.compactions.Load() == 0; i++ {
+		if i > 4*compactMinWords/int(rs.Size()/8) {
+			t.Fatal("no compaction after allocating four times its threshold")
+		}
+		e.ETag = fmt.Sprintf(`"%d"`, i)
+		c.Set(e)
+	}
+	eventually(t, "the compaction to finish", func() bool { return !c.arena.compacting.Load() })
+	c.arena.mu.Lock()
+	chunks := len(c.arena.sizes)
+	c.arena.mu.Unlock()
+	// The chunk being filled, and possibly the one the current state was
+	// in when the compaction counted.
+	if chunks > 2 {
+		t.Fatalf("the arena still tracks %d chunks for one bucket, want at most 2", chunks)
+	}
+	if got := mustGet(t, c, "churn"); got.ETag != e.ETag {
+		t.Fatalf("Get = %+v, want ETag %s", got, e.ETag)
+	}
+}
+
+// TestCompactionRacingReadersAndWriters runs compactions while readers
+// decide and writers replace states, under -race: a reader holding a
+// state that is moved or replaced must keep reading what it read.
+func TestCompactionRacingReadersAndWriters(t *testing.T) {
+	rs := fiveRuleSet(t)
+	const n = 64
+	c := New(nil, Options{MaxEntries: n / 2}) // eviction too
+	name := func(i int) string { return fmt.Sprintf("b%d", i) }
+	ctx := context.Background()
+	req := s3cors.Request{Method: "OPTIONS", Origin: "https://x.app3.example", AccessControlRequestMethod: "PUT", Key: "k"}
+	var wg, compactor sync.WaitGroup
+	stop := make(chan struct{})
+	compactor.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				c.compact()
+			}
+		}
+	})
+	for w := range 4 {
+		wg.Go(func() {
+			var res s3cors.Result
+			for i := range 2000 {
+				b := name((i*7 + w) % n)
+				if w%2 == 0 {
+					c.Set(&Entry{Bucket: b, RuleSet: rs, ETag: `"` + b + `"`})
+					continue
+				}
+				got, etag, err := c.Rules(ctx, b)
+				if err != nil {
+					continue // not cached, or evicted: no loader
+				}
+				if etag != `"`+b+`"` {
+					t.Errorf("Rules(%s) ETag = %s", b, etag)
+					return
+				}
+				s3cors.Evaluate(got, &req, &res)
+				if res.Status != 200 {
+					t.Errorf("Rules(%s) decided %d, want 200", b, res.Status)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	compactor.Wait()
+}
