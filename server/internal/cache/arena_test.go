@@ -65,13 +65,13 @@ func TestHeldBucketIsOneObject(t *testing.T) {
 	runtime.KeepAlive(entries)
 }
 
-// TestCompactionEmptiesMostlyDeadChunks replaces most buckets' states, so
-// that the chunks they were first carved from hold mostly dead words, and
-// checks that compaction copies the survivors out: afterwards no chunk
-// but the one being filled is less than half current, the chunks the
-// arena still tracks hold at most twice what is current (and the chunk
+// TestCompactionEmptiesChunksWithDeadStates replaces a third of the buckets'
+// states, so that the chunks they were first carved from hold dead words,
+// and checks that compaction copies the survivors out: afterwards no chunk
+// but the one being filled is less than three quarters current, the
+// chunks the arena still tracks hold at most 4/3 of what is current (and the chunk
 // being filled), and every bucket still answers its latest ETag.
-func TestCompactionEmptiesMostlyDeadChunks(t *testing.T) {
+func TestCompactionEmptiesChunksWithDeadStates(t *testing.T) {
 	rs := fiveRuleSet(t)
 	const n = 3000
 	c := New(nil, Options{MaxEntries: n})
@@ -81,14 +81,12 @@ func TestCompactionEmptiesMostlyDeadChunks(t *testing.T) {
 		etag[i] = fmt.Sprintf(`"first-%d"`, i)
 		c.Set(&Entry{Bucket: name(i), RuleSet: rs, ETag: etag[i]})
 	}
-	// Every bucket but one in ten is replaced three times.
-	for round := range 3 {
-		for i := range n {
-			if i%10 != 0 {
-				etag[i] = fmt.Sprintf(`"round%d-%d"`, round, i)
-				c.Set(&Entry{Bucket: name(i), RuleSet: rs, ETag: etag[i]})
-			}
-		}
+	// One bucket in three is replaced, leaving the first chunks two
+	// thirds current: kept by a threshold of one half, emptied by three
+	// quarters.
+	for i := 0; i < n; i += 3 {
+		etag[i] = fmt.Sprintf(`"second-%d"`, i)
+		c.Set(&Entry{Bucket: name(i), RuleSet: rs, ETag: etag[i]})
 	}
 	eventually(t, "no compaction running", func() bool { return !c.arena.compacting.Load() })
 	live := chunkLive(c)
@@ -96,12 +94,12 @@ func TestCompactionEmptiesMostlyDeadChunks(t *testing.T) {
 	c.arena.mu.Lock()
 	defer c.arena.mu.Unlock()
 	for id, size := range c.arena.sizes {
-		if id != c.arena.id && 2*live[id] < size {
+		if id != c.arena.id && 4*live[id] < 3*size {
 			sparseBefore++
 		}
 	}
 	if sparseBefore == 0 {
-		t.Fatal("the churn left no mostly dead chunk: the test proves nothing")
+		t.Fatal("the churn left no chunk to empty: the test proves nothing")
 	}
 
 	c.arena.mu.Unlock()
@@ -117,13 +115,13 @@ func TestCompactionEmptiesMostlyDeadChunks(t *testing.T) {
 	for id, size := range c.arena.sizes {
 		if id != c.arena.id {
 			held += size
-			if 2*live[id] < size {
-				t.Errorf("chunk %d is %d/%d words current after compaction, want at least half", id, live[id], size)
+			if 4*live[id] < 3*size {
+				t.Errorf("chunk %d is %d/%d words current after compaction, want at least three quarters", id, live[id], size)
 			}
 		}
 	}
-	if held > 2*total {
-		t.Errorf("the arena tracks %d words of full chunks for %d current words, want at most twice", held, total)
+	if 3*held > 4*total {
+		t.Errorf("the arena tracks %d words of full chunks for %d current words, want at most 4/3 of it", held, total)
 	}
 	for i := range n {
 		if got := mustGet(t, c, name(i)); got.ETag != etag[i] || !sameEntry(got, &Entry{Bucket: name(i), RuleSet: rs, ETag: etag[i]}) {
@@ -210,4 +208,29 @@ func TestCompactionRacingReadersAndWriters(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	compactor.Wait()
+}
+
+// TestArenaCountsWhatIsCurrent checks the counts that decide when a
+// compaction is due: after writes, invalidations and evictions, the words
+// the arena counts as current are those of the states the cache holds.
+func TestArenaCountsWhatIsCurrent(t *testing.T) {
+	rs := fiveRuleSet(t)
+	c := New(nil, Options{MaxEntries: 100})
+	for i := range 300 { // two hundred evictions
+		c.Set(&Entry{Bucket: fmt.Sprintf("b%d", i), RuleSet: rs, ETag: `"1"`})
+	}
+	for i := 200; i < 300; i += 2 {
+		c.Invalidate(fmt.Sprintf("b%d", i))
+		c.Set(&Entry{Bucket: fmt.Sprintf("b%d", i+1), ETag: `"negative now"`})
+	}
+	want := 0
+	for _, words := range chunkLive(c) {
+		want += words
+	}
+	c.arena.mu.Lock()
+	live, dead := c.arena.live, c.arena.dead
+	c.arena.mu.Unlock()
+	if live != want || dead == 0 {
+		t.Fatalf("the arena counts %d words current and %d replaced; the cache holds %d", live, dead, want)
+	}
 }

@@ -488,7 +488,7 @@ func (c *Cache) finish(s *slot, f *flight, e *Entry, err error) {
 		if f.stale = !c.fresh(cur); f.stale {
 			st = c.clone(cur)
 			st.failedAt = c.now().UnixNano()
-			s.cur.Store(st)
+			c.install(s, st)
 		}
 		f.entry = st.entry()
 	case err != nil:
@@ -499,7 +499,7 @@ func (c *Cache) finish(s *slot, f *flight, e *Entry, err error) {
 		// Waiters get the cached copy, so the loader's objects are
 		// garbage at once and every caller sees one entry.
 		st := c.newState(e, f.epoch)
-		s.cur.Store(st)
+		c.install(s, st)
 		f.entry = st.entry()
 	case cur != nil && c.fresh(cur):
 		// Superseded by a Set (or a later load): hand waiters the newer
@@ -532,7 +532,7 @@ func (c *Cache) Set(e *Entry) {
 	}
 	s := c.lockSlot(e.Bucket)
 	s.gen++
-	s.cur.Store(c.newState(e, c.epoch.Load()))
+	c.install(s, c.newState(e, c.epoch.Load()))
 	s.mu.Unlock()
 }
 
@@ -553,7 +553,7 @@ func (c *Cache) Invalidate(bucket string) {
 		next := c.clone(cur)
 		next.invalid = true
 		next.failedAt = 0 // a change was announced: the store is reachable, wait for it
-		s.cur.Store(next)
+		c.install(s, next)
 	}
 	s.mu.Unlock()
 }

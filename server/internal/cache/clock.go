@@ -61,6 +61,9 @@ func (c *Cache) detach(s *slot) {
 // caller owns s's frame. c.mu must be held.
 func (c *Cache) unlinkLocked(s *slot) {
 	s.detached.Store(true)
+	if st := s.cur.Load(); st != nil {
+		c.retire(st)
+	}
 	s.idx = -1
 	c.names.remove(s)
 }
