@@ -184,7 +184,7 @@ func TestMetricsAfterAWorkload(t *testing.T) {
 			t.Errorf("%s = %g", c.series, v)
 		}
 	}
-	for _, name := range []string{"corsd_cache_evictions_total", "corsd_cache_load_duration_seconds", "corsd_invalidation_lag_seconds",
+	for _, name := range []string{"corsd_cache_evictions_total", "corsd_cache_compactions_total", "corsd_cache_compacted_bytes_total", "corsd_cache_load_duration_seconds", "corsd_invalidation_lag_seconds",
 		"corsd_store_resubscriptions_total", "corsd_decision_log_written_total"} {
 		if !strings.Contains(text, "# TYPE "+name) {
 			t.Errorf("/metrics lacks %s", name)

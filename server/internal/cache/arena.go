@@ -190,6 +190,8 @@ func (c *Cache) compact() {
 		}
 	}
 	sparse := c.arena.sparse(live)
+	moved := 0
+	defer func() { c.obs.Compacted(moved) }()
 	if len(sparse) == 0 {
 		return
 	}
@@ -200,6 +202,7 @@ func (c *Cache) compact() {
 		s.mu.Lock()
 		if st := s.cur.Load(); st != nil && sparse[st.chunk] && !s.detached.Load() {
 			c.install(s, c.clone(st))
+			moved += int(st.words) * 8
 		}
 		s.mu.Unlock()
 	}

@@ -74,7 +74,8 @@ func TestHeldBucketIsOneObject(t *testing.T) {
 func TestCompactionEmptiesChunksWithDeadStates(t *testing.T) {
 	rs := fiveRuleSet(t)
 	const n = 3000
-	c := New(nil, Options{MaxEntries: n})
+	rec := &recorder{}
+	c := New(nil, Options{MaxEntries: n, Observer: rec})
 	etag := make([]string, n)
 	name := func(i int) string { return fmt.Sprintf("b%05d", i) }
 	for i := range n {
@@ -105,6 +106,9 @@ func TestCompactionEmptiesChunksWithDeadStates(t *testing.T) {
 	c.arena.mu.Unlock()
 	c.compact() // moves the survivors
 	c.compact() // forgets the chunks it emptied
+	if rec.compactions.Load() != 2 || rec.compacted.Load() == 0 {
+		t.Errorf("the observer saw %d compactions moving %d bytes, want 2 moving some", rec.compactions.Load(), rec.compacted.Load())
+	}
 	c.arena.mu.Lock()
 
 	live = chunkLive(c)

@@ -95,6 +95,9 @@ type Observer interface {
 	StaleServed()
 	// Evicted reports n entries dropped to respect MaxEntries.
 	Evicted(n int)
+	// Compacted reports one compaction of the states' arena: the bytes of
+	// current states it copied out of chunks holding many replaced ones.
+	Compacted(movedBytes int)
 	// LoadDone reports one Loader call, its wall-clock duration and its
 	// error (nil on success).
 	LoadDone(d time.Duration, err error)
@@ -304,6 +307,7 @@ func (nopObserver) Hit(bool)                      {}
 func (nopObserver) Miss()                         {}
 func (nopObserver) StaleServed()                  {}
 func (nopObserver) Evicted(int)                   {}
+func (nopObserver) Compacted(int)                 {}
 func (nopObserver) LoadDone(time.Duration, error) {}
 
 // New returns an empty cache that fills itself through load.

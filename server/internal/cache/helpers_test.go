@@ -120,6 +120,7 @@ func (g *gate) load(ctx context.Context, bucket string) (*Entry, error) {
 // recorder is an Observer that counts events.
 type recorder struct {
 	hits, negHits, misses, stale, evicted, loads, loadErrs atomic.Int64
+	compactions, compacted                                 atomic.Int64
 }
 
 func (r *recorder) Hit(negative bool) {
@@ -132,6 +133,10 @@ func (r *recorder) Hit(negative bool) {
 func (r *recorder) Miss()         { r.misses.Add(1) }
 func (r *recorder) StaleServed()  { r.stale.Add(1) }
 func (r *recorder) Evicted(n int) { r.evicted.Add(int64(n)) }
+func (r *recorder) Compacted(moved int) {
+	r.compactions.Add(1)
+	r.compacted.Add(int64(moved))
+}
 func (r *recorder) LoadDone(_ time.Duration, err error) {
 	r.loads.Add(1)
 	if err != nil {

@@ -24,17 +24,19 @@ type Metrics struct {
 	RPCs             *prometheus.CounterVec   // transport, procedure, code
 	Panics           prometheus.Counter
 
-	CacheHits       *prometheus.CounterVec // negative
-	CacheMisses     prometheus.Counter
-	CacheStale      prometheus.Counter
-	CacheEvictions  prometheus.Counter
-	CacheLoads      *prometheus.HistogramVec // result
-	CacheEntries    prometheus.GaugeFunc
-	StoreOps        *prometheus.HistogramVec // op, result
-	ConfigWrites    *prometheus.CounterVec   // op, result
-	Invalidations   *prometheus.CounterVec   // scope (bucket|all)
-	Resubscriptions prometheus.Counter
-	PropagationLag  prometheus.Histogram
+	CacheHits        *prometheus.CounterVec // negative
+	CacheMisses      prometheus.Counter
+	CacheStale       prometheus.Counter
+	CacheEvictions   prometheus.Counter
+	CacheCompactions prometheus.Counter
+	CacheCompacted   prometheus.Counter
+	CacheLoads       *prometheus.HistogramVec // result
+	CacheEntries     prometheus.GaugeFunc
+	StoreOps         *prometheus.HistogramVec // op, result
+	ConfigWrites     *prometheus.CounterVec   // op, result
+	Invalidations    *prometheus.CounterVec   // scope (bucket|all)
+	Resubscriptions  prometheus.Counter
+	PropagationLag   prometheus.Histogram
 
 	DecisionLogWritten prometheus.Counter
 	DecisionLogDropped prometheus.Counter
@@ -72,6 +74,10 @@ func NewMetrics(latencyBuckets []float64, cacheLen func() int) *Metrics {
 			Name: "corsd_cache_stale_served_total", Help: "Decisions served from a stale rule set because the store could not be read (stale-if-error)."}),
 		CacheEvictions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "corsd_cache_evictions_total", Help: "Entries evicted to keep the cache within --cache-max-entries."}),
+		CacheCompactions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "corsd_cache_compactions_total", Help: "Compactions of the cache's state chunks, run once replaced rule sets hold half as much memory as current ones."}),
+		CacheCompacted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "corsd_cache_compacted_bytes_total", Help: "Bytes of current rule sets copied by compactions out of chunks holding many replaced ones."}),
 		CacheLoads: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "corsd_cache_load_duration_seconds", Help: "Store read and compile of one bucket on a cache miss, by result (ok, error).",
 			Buckets: latencyBuckets}, []string{"result"}),
@@ -98,7 +104,7 @@ func NewMetrics(latencyBuckets []float64, cacheLen func() int) *Metrics {
 		Name: "corsd_cache_entries", Help: "Buckets in the compiled rule-set cache, negative entries included."},
 		func() float64 { return float64(cacheLen()) })
 	reg.MustRegister(m.DecisionDuration, m.Decisions, m.RPCs, m.Panics, m.CacheHits, m.CacheMisses, m.CacheStale,
-		m.CacheEvictions, m.CacheLoads, m.CacheEntries, m.StoreOps, m.ConfigWrites, m.Invalidations, m.Resubscriptions,
+		m.CacheEvictions, m.CacheCompactions, m.CacheCompacted, m.CacheLoads, m.CacheEntries, m.StoreOps, m.ConfigWrites, m.Invalidations, m.Resubscriptions,
 		m.PropagationLag, m.DecisionLogWritten, m.DecisionLogDropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Pre-create the label sets a dashboard expects, so they read 0 rather
@@ -138,6 +144,12 @@ func (o *CacheObserver) StaleServed() { o.m.CacheStale.Inc() }
 
 // Evicted counts evictions.
 func (o *CacheObserver) Evicted(n int) { o.m.CacheEvictions.Add(float64(n)) }
+
+// Compacted counts a compaction and the bytes it copied.
+func (o *CacheObserver) Compacted(movedBytes int) {
+	o.m.CacheCompactions.Inc()
+	o.m.CacheCompacted.Add(float64(movedBytes))
+}
 
 // LoadDone observes one bucket load.
 func (o *CacheObserver) LoadDone(d time.Duration, err error) {
