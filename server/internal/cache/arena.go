@@ -175,8 +175,11 @@ func (a *arena) sparse(live map[uint32]int) map[uint32]bool {
 // states, and only once replaced states hold half as much as current ones
 // do, a sixth more than a compaction leaves, so it copies at most six
 // words for each word that was replaced since the last one (usually far
-// less: a chunk whose states were all replaced is dropped, not copied). Readers never wait: a moved state is replaced as a write replaces
-// it, under the slot's lock, by an identical copy.
+// less: a chunk whose states were all replaced is dropped, not copied).
+// Readers never wait: a moved state is replaced as a write replaces it,
+// under the slot's lock, by an identical copy. A state installed while
+// the compaction counts may be missed by its count; that only delays the
+// chunk's compaction, as the counts' drift does.
 func (c *Cache) compact() {
 	c.arena.compactions.Add(1)
 	c.mu.Lock()
