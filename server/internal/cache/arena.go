@@ -76,6 +76,9 @@ func (a *arena) alloc(words int) (block []uint64, id uint32) {
 			size = min(2*len(a.chunk), maxChunkWords)
 			a.sizes[a.id] = a.used
 		}
+		for size < words { // ends by maxChunkWords: words <= maxArenaBlock
+			size *= 2
+		}
 		a.id++
 		if a.id == 0 { // wrapped after 2^32 chunks: 0 means "own block"
 			a.id = 1

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -236,5 +238,47 @@ func TestArenaCountsWhatIsCurrent(t *testing.T) {
 	c.arena.mu.Unlock()
 	if live != want || dead == 0 {
 		t.Fatalf("the arena counts %d words current and %d replaced; the cache holds %d", live, dead, want)
+	}
+}
+
+// TestStatesOfEverySizeFitTheirChunks installs states from small to
+// larger than the arena's first chunk (a hundred rules of long origins),
+// each in a new cache and then all in one, in rising and then falling
+// order: a state larger than the chunk the arena would start next must
+// get a chunk large enough. (corsd bench's 100-rule buckets found it.)
+func TestStatesOfEverySizeFitTheirChunks(t *testing.T) {
+	sizes := []int{1, 5, 20, 100}
+	rss := make([]*s3cors.RuleSet, len(sizes))
+	for i, n := range sizes {
+		doc := []byte(`{"CORSRules":[`)
+		for r := range n {
+			if r > 0 {
+				doc = append(doc, ',')
+			}
+			doc = fmt.Appendf(doc, `{"AllowedOrigins":["https://%s-%d.example"],"AllowedMethods":["GET","PUT"],"AllowedHeaders":["x-amz-*"]}`, strings.Repeat("o", 200), r)
+		}
+		cfg, _, err := s3cors.DecodeJSON(append(doc, `]}`...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rss[i] = s3cors.Compile(cfg, s3cors.Options{})
+	}
+	if words := rss[len(rss)-1].Size() / 8; words <= minChunkWords {
+		t.Fatalf("the largest rule set is %d words, want more than a first chunk (%d)", words, minChunkWords)
+	}
+	order := append(slices.Clone(rss), rss...)
+	slices.Reverse(order[len(rss):])
+	for _, fresh := range []bool{true, false} {
+		c := New(nil, Options{})
+		for i, rs := range order {
+			if fresh {
+				c = New(nil, Options{})
+			}
+			e := &Entry{Bucket: fmt.Sprintf("b%d", i), RuleSet: rs, ETag: `"e"`}
+			c.Set(e)
+			if got := mustGet(t, c, e.Bucket); !sameEntry(got, e) {
+				t.Fatalf("fresh=%v, rule set %d (%d bytes): Get returned a different entry", fresh, i, rs.Size())
+			}
+		}
 	}
 }
