@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"fmt"
+	"maps"
 	"runtime"
 	"slices"
 	"strings"
@@ -21,6 +22,14 @@ func fiveRuleSet(tb testing.TB) *s3cors.RuleSet {
 		tb.Fatal(err)
 	}
 	return s3cors.Compile(cfg, s3cors.Options{})
+}
+
+// heldChunks is a copy of the arena's chunk sizes, by id, and the id of
+// the chunk being filled.
+func heldChunks(c *Cache) (map[uint32]int, uint32) {
+	c.arena.mu.Lock()
+	defer c.arena.mu.Unlock()
+	return maps.Clone(c.arena.sizes), c.arena.id
 }
 
 // chunkLive is, by chunk id, the words of the states the cache holds now.
@@ -93,11 +102,10 @@ func TestCompactionEmptiesChunksWithDeadStates(t *testing.T) {
 	}
 	eventually(t, "no compaction running", func() bool { return !c.arena.compacting.Load() })
 	live := chunkLive(c)
+	sizes, current := heldChunks(c)
 	sparseBefore := 0
-	c.arena.mu.Lock()
-	defer c.arena.mu.Unlock()
-	for id, size := range c.arena.sizes {
-		if id != c.arena.id && 4*live[id] < 3*size {
+	for id, size := range sizes {
+		if id != current && 4*live[id] < 3*size {
 			sparseBefore++
 		}
 	}
@@ -105,21 +113,20 @@ func TestCompactionEmptiesChunksWithDeadStates(t *testing.T) {
 		t.Fatal("the churn left no chunk to empty: the test proves nothing")
 	}
 
-	c.arena.mu.Unlock()
 	c.compact() // moves the survivors
 	c.compact() // forgets the chunks it emptied
 	if rec.compactions.Load() != 2 || rec.compacted.Load() == 0 {
 		t.Errorf("the observer saw %d compactions moving %d bytes, want 2 moving some", rec.compactions.Load(), rec.compacted.Load())
 	}
-	c.arena.mu.Lock()
 
 	live = chunkLive(c)
+	sizes, current = heldChunks(c)
 	total, held := 0, 0
 	for _, words := range live {
 		total += words
 	}
-	for id, size := range c.arena.sizes {
-		if id != c.arena.id {
+	for id, size := range sizes {
+		if id != current {
 			held += size
 			if 4*live[id] < 3*size {
 				t.Errorf("chunk %d is %d/%d words current after compaction, want at least three quarters", id, live[id], size)
@@ -141,9 +148,10 @@ func TestCompactionEmptiesChunksWithDeadStates(t *testing.T) {
 // let go of every chunk the dead states filled.
 func TestCompactionStartsOnItsOwn(t *testing.T) {
 	rs := fiveRuleSet(t)
-	c := New(nil, Options{})
+	rec := &recorder{}
+	c := New(nil, Options{Observer: rec})
 	e := &Entry{Bucket: "churn", RuleSet: rs}
-	for i := 0; c.arena.compactions.Load() == 0; i++ {
+	for i := 0; rec.compactions.Load() == 0; i++ {
 		if i > 4*compactMinWords/int(rs.Size()/8) {
 			t.Fatal("no compaction after allocating four times its threshold")
 		}
@@ -151,9 +159,8 @@ func TestCompactionStartsOnItsOwn(t *testing.T) {
 		c.Set(e)
 	}
 	eventually(t, "the compaction to finish", func() bool { return !c.arena.compacting.Load() })
-	c.arena.mu.Lock()
-	chunks := len(c.arena.sizes)
-	c.arena.mu.Unlock()
+	sizes, _ := heldChunks(c)
+	chunks := len(sizes)
 	// The chunk being filled, and possibly the one the current state was
 	// in when the compaction counted.
 	if chunks > 2 {
