@@ -119,7 +119,20 @@ func (c *Cache) newBlock(size uintptr) *state {
 // must be held. A detached slot's states were retired when it was
 // detached.
 func (c *Cache) install(s *slot, st *state) {
-	if old := s.cur.Swap(st); old != nil && !s.detached.Load() {
+	// Under Cache.mu, so that the index is not rebuilt between the two
+	// stores (a rebuild copies cells under it), and so that it agrees
+	// with unlinkLocked, which retires a detached slot's state.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := s.cur.Load(); old != nil && old.ref.Load() != 0 {
+		st.ref.Store(1)
+	}
+	old := s.cur.Swap(st)
+	if s.detached.Load() {
+		return
+	}
+	c.names.publish(s, st)
+	if old != nil {
 		c.retire(old)
 	}
 }

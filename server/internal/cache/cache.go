@@ -3,9 +3,9 @@
 //
 // A hit on a fresh entry is lock-free, and allocation-free through Rules
 // (the decision path; Get allocates the Entry it returns): one probe of a
-// flat hash index (see index.go), one atomic pointer load and a few atomic
-// compares. Everything else (misses, stale entries, writes, eviction) takes
-// locks that the hit path never takes.
+// flat hash index (see index.go), whose cell points at the bucket's state,
+// and a few compares. Everything else (misses, stale entries, writes,
+// eviction) takes locks that the hit path never takes.
 //
 // Freshness has three independent sources, all cheap to test on a hit:
 //   - Invalidate replaces a bucket's immutable state with a copy marked
@@ -168,15 +168,15 @@ type Cache struct {
 }
 
 // slot is the per-bucket holder. Its identity is stable for as long as the
-// bucket stays in the cache; what it holds changes by swapping cur.
+// bucket stays in the cache; what it holds changes by swapping cur. A hit
+// does not read it (it finds the state in the bucket's index cell); loads,
+// writes, eviction and compaction coordinate through it.
 type slot struct {
-	// The fields a hit reads come first, beside the name they compare.
-
 	// cur is the bucket's current immutable state (nil until the first load
-	// or Set succeeds). Writers replace it under mu; readers only Load it.
+	// or Set succeeds). Writers replace it under mu (and Cache.mu, through
+	// install, which publishes it in the bucket's index cell too, where the
+	// hit path reads it); the slow paths Load it.
 	cur atomic.Pointer[state]
-	// ref is the CLOCK reference bit, set on access and cleared by the sweep.
-	ref atomic.Bool
 	// bucket is the name; it points into inline when the name fits (S3
 	// names do: at most 63 bytes), so comparing it reads no other memory.
 	bucket string
@@ -203,17 +203,28 @@ type slot struct {
 // a bucket with a configuration, a copy of its rule set
 // (s3cors.RuleSet.CopyTo, itself a block without pointers). newState
 // copies all of it from what the loader allocated apart, for two reasons:
-//   - a hit reads the index cell, the slot and the state, each a different
+//   - a hit reads the index cell and then the state, each a different
 //     place in memory; in a server holding a million buckets each read
 //     misses the CPU's caches (and its TLB), so these reads are what a
-//     decision costs there. The rule set follows the state's header rather
-//     than living in an allocation of its own: one miss fewer.
+//     decision costs there. The name (which the hit compares), the ETag
+//     and the rule set follow the state's header rather than living in
+//     allocations of their own: misses fewer.
 //   - the collector visits every state of a held bucket in every
 //     collection. A block without pointers inside an arena chunk is not an
 //     object of its own, and is never read by the collector, where a
 //     state holding an Entry that points at the loader's rule set would be
 //     three objects, one of them scanned. BenchmarkCacheMemory measures it.
 type state struct {
+	// ref is the CLOCK reference bit, set by hits and cleared by the
+	// sweep: the one field that changes once the state is published, kept
+	// in the state so that a hit writes only memory it has just read. A
+	// new state inherits it from the one it replaces (install), so a write
+	// or reload does not reset a bucket's age; a bucket's first state
+	// starts unreferenced, its slot just placed behind the sweep's hand.
+	// It and chunk share the first word, which clone does not copy.
+	ref   atomic.Uint32
+	chunk uint32 // the arena chunk holding the block; 0 = its own
+
 	epoch   uint64 // Cache.epoch when the data was read or written
 	expires int64  // UnixNano after which a negative entry is stale; 0 = never
 	// failedAt (UnixNano) marks a stale entry whose reload failed: it is
@@ -224,7 +235,6 @@ type state struct {
 	nameLen  uint32 // the name follows the header, then the ETag
 	etagLen  uint32
 	rsOff    uint32 // the rule set's byte offset in the block; 0 = none
-	chunk    uint32 // the arena chunk holding the block; 0 = its own
 	invalid  bool   // set by Invalidate
 }
 
@@ -251,12 +261,11 @@ func (c *Cache) newState(e *Entry, epoch uint64) *state {
 }
 
 // clone returns a copy of st, whose header the caller may change before
-// publishing it.
+// publishing it. The first word (ref, which hits write concurrently, and
+// chunk) is not copied: install carries the reference bit over.
 func (c *Cache) clone(st *state) *state {
 	next := c.newBlock(uintptr(st.words) * 8)
-	chunk := next.chunk
-	copy(next.bytes(), st.bytes())
-	next.chunk = chunk
+	copy(next.bytes()[8:], st.bytes()[8:])
 	return next
 }
 
@@ -374,20 +383,17 @@ func (c *Cache) Rules(ctx context.Context, bucket string) (*s3cors.RuleSet, stri
 // the store: fresh, or stale after a failed reload (stale-if-error), in
 // which case it may start a background reload. Otherwise it returns nil.
 func (c *Cache) hit(bucket string) *state {
-	s := c.names.lookup(bucket)
-	if s == nil {
-		return nil
-	}
-	s.touch()
-	st := s.cur.Load()
+	st := c.names.lookupState(bucket)
 	switch {
 	case st == nil:
 		return nil
 	case c.fresh(st):
+		st.touch()
 		c.obs.Hit(st.rsOff == 0)
 		return st
 	case st.failedAt != 0:
-		c.serveStale(s, st)
+		st.touch()
+		c.serveStale(bucket, st)
 		return st
 	}
 	return nil
@@ -395,17 +401,24 @@ func (c *Cache) hit(bucket string) *state {
 
 // serveStale counts a stale entry served because its last reload failed,
 // and starts a background reload once RetryBackoff has passed since then.
-func (c *Cache) serveStale(s *slot, st *state) {
-	if c.now().UnixNano()-st.failedAt >= int64(c.backoff) {
-		s.mu.Lock()
-		if s.flight == nil {
-			f := &flight{gen: s.gen, epoch: c.epoch.Load(), done: make(chan struct{})}
-			s.flight = f
-			go c.run(context.Background(), s, f)
-		}
-		s.mu.Unlock()
-	}
+func (c *Cache) serveStale(bucket string, st *state) {
 	c.obs.StaleServed()
+	if c.now().UnixNano()-st.failedAt < int64(c.backoff) {
+		return
+	}
+	// A bucket evicted since has no slot to reload into; its next Get
+	// loads it afresh.
+	s := c.names.lookup(bucket)
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	if s.flight == nil {
+		f := &flight{gen: s.gen, epoch: c.epoch.Load(), done: make(chan struct{})}
+		s.flight = f
+		go c.run(context.Background(), s, f)
+	}
+	s.mu.Unlock()
 }
 
 // getSlow joins or starts the bucket's load and waits for it. It is kept out
@@ -639,10 +652,21 @@ func (c *Cache) expiry(e *Entry) int64 {
 
 // touch sets the CLOCK reference bit. Loading first keeps a hot entry's
 // cache line shared between cores instead of bouncing on every hit.
-func (s *slot) touch() {
-	if !s.ref.Load() {
-		s.ref.Store(true)
+func (st *state) touch() {
+	if st.ref.Load() == 0 {
+		st.ref.Store(1)
 	}
+}
+
+// referenced reports and clears s's CLOCK reference bit (a slot whose
+// first load is running has none).
+func (s *slot) referenced() bool {
+	st := s.cur.Load()
+	if st == nil || st.ref.Load() == 0 {
+		return false
+	}
+	st.ref.Store(0)
+	return true
 }
 
 // newSlot returns an empty slot for bucket. The slot keeps its own copy of

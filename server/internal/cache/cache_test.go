@@ -526,6 +526,68 @@ func TestEvictionSparesRecentlyHitBucket(t *testing.T) {
 	}
 }
 
+func TestEvictedBucketIsReadFromTheStoreAgain(t *testing.T) {
+	// An evicted bucket hears of no change (Invalidate of a bucket not
+	// cached does nothing), so its next Get must read the store, not find
+	// the state it had in the index cell it left.
+	store := newFakeStore(t)
+	store.put("a", `"v1"`)
+	c := New(store.load, Options{MaxEntries: 4})
+	mustGet(t, c, "a")
+	for _, b := range []string{"b", "c", "d", "e"} {
+		mustGet(t, c, b)
+	}
+	if slices.Contains(c.Buckets(), "a") {
+		t.Fatalf("a still cached; the test needs it evicted")
+	}
+	store.put("a", `"v2"`)
+	c.Invalidate("a")
+	if got := mustGet(t, c, "a"); got.ETag != `"v2"` {
+		t.Fatalf("Get(a) after its eviction = %s, want the store's v2", got.ETag)
+	}
+	if n := store.callsFor("a"); n != 2 {
+		t.Fatalf("loader calls for a = %d, want 2", n)
+	}
+}
+
+func TestWritesRacingIndexGrowthAreAllVisible(t *testing.T) {
+	// A hit reads a bucket's state from its index cell. Writers publish it
+	// there while other goroutines insert buckets that make the index
+	// rebuild itself; a write published into a table a rebuild had
+	// already copied would be lost, and the bucket would answer with an
+	// older state for as long as it stays cached.
+	for round := range 20 {
+		c := New(nil, Options{MaxEntries: 100_000})
+		rs := ruleSet(t)
+		const writers, buckets = 4, 64
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Go(func() {
+				for v := range 20 {
+					for i := range buckets {
+						b := fmt.Sprintf("w%d-b%d", w, i)
+						c.Set(&Entry{Bucket: b, RuleSet: rs, ETag: fmt.Sprintf(`"v%d"`, v)})
+					}
+				}
+			})
+		}
+		wg.Go(func() {
+			for i := range 4000 {
+				c.Set(&Entry{Bucket: fmt.Sprintf("grow-%d-%d", round, i)})
+			}
+		})
+		wg.Wait()
+		for w := range writers {
+			for i := range buckets {
+				b := fmt.Sprintf("w%d-b%d", w, i)
+				if _, etag, err := c.Rules(context.Background(), b); err != nil || etag != `"v19"` {
+					t.Fatalf("round %d: Rules(%s) = %s, %v; want the last write, v19", round, b, etag, err)
+				}
+			}
+		}
+	}
+}
+
 func TestSnapshotReportsEveryEntrySortedWithState(t *testing.T) {
 	store := newFakeStore(t)
 	store.put("c-pos", `"v1"`)

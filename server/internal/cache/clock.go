@@ -2,9 +2,10 @@ package cache
 
 // The eviction policy is CLOCK (second chance), an approximation of LRU whose
 // hit-side cost is one atomic load (and a store only when the reference bit
-// was clear), so hits never take a lock. The ring has at most maxEntries
-// frames; all of its bookkeeping runs under Cache.mu on the inserting
-// goroutine.
+// was clear), so hits never take a lock. The bit lives in the bucket's
+// current state, which a hit reads anyway (see state.ref). The ring has at
+// most maxEntries frames; all of its bookkeeping runs under Cache.mu on the
+// inserting goroutine.
 
 // insertLocked gives s a frame, evicting one entry when the ring is full, and
 // returns how many entries it evicted. c.mu must be held.
@@ -24,8 +25,7 @@ func (c *Cache) insertLocked(s *slot) int {
 			c.hand = 0
 		}
 		v := c.ring[c.hand]
-		if step < limit && v.ref.Load() {
-			v.ref.Store(false)
+		if step < limit && v.referenced() {
 			c.hand++
 			continue
 		}

@@ -39,7 +39,11 @@ import (
 // Carving states from shared chunks (arena.go; 2 objects per bucket down
 // to 1, the collector no longer reading a state's span metadata) did too:
 // 186-206 -> 108-155 gc-ns/bucket for five rules, 69-98 -> 53-76 for a
-// negative entry, three alternated runs (2026-11-28).
+// negative entry, three alternated runs (2026-11-28). Publishing the state
+// in the index cell, so that a hit skips the slot (a pointer more per
+// bucket, the cell 16 -> 24 bytes), did not cost the collector: 183-192 ->
+// 84-99 gc-ns/bucket for five rules, 56-60 -> 62-76 for a negative entry,
+// 1,967 -> 1,983 bytes/bucket, three alternated runs (2026-11-28).
 func BenchmarkCacheMemory(b *testing.B) {
 	doc := fiveRules()
 	for _, positive := range []bool{false, true} {
@@ -96,7 +100,9 @@ func gcTime() time.Duration {
 // the answer does. Each bucket has its own rule set and ETag, allocated
 // apart as the loader allocates them, so what the call costs is mostly
 // the dependent reads from the index to the rule set's block that miss
-// the CPU's caches.
+// the CPU's caches. Reading the state from the index cell rather than
+// through the slot took one of them away: 2,321-2,454 -> 1,677-1,845 ns
+// at a million buckets, three alternated runs (2026-11-28).
 //
 //	go test -run '^$' -bench DecideSpread ./server/internal/cache/
 func BenchmarkDecideSpread(b *testing.B) {
