@@ -240,10 +240,13 @@ type state struct {
 
 const stateSize = unsafe.Sizeof(state{})
 
-// newState is e's state as installed under epoch: a copy of e in one
-// block that shares nothing with it.
-func (c *Cache) newState(e *Entry, epoch uint64) *state {
-	size := stateSize + uintptr(len(e.Bucket)+len(e.ETag))
+// newState is e's state as s's, installed under epoch: a copy of e in one
+// block that shares nothing with it. It is named after s, not e.Bucket: a
+// hit finds a state by the name it holds, so a Loader answering with
+// another spelling of the name must not make the bucket miss forever.
+func (c *Cache) newState(s *slot, e *Entry, epoch uint64) *state {
+	name := s.bucket
+	size := stateSize + uintptr(len(name)+len(e.ETag))
 	rsOff := uintptr(0)
 	if e.RuleSet != nil {
 		rsOff = (size + 7) &^ 7
@@ -251,9 +254,9 @@ func (c *Cache) newState(e *Entry, epoch uint64) *state {
 	}
 	st := c.newBlock(size)
 	st.epoch, st.expires = epoch, c.expiry(e)
-	st.nameLen, st.etagLen, st.rsOff = uint32(len(e.Bucket)), uint32(len(e.ETag)), uint32(rsOff)
+	st.nameLen, st.etagLen, st.rsOff = uint32(len(name)), uint32(len(e.ETag)), uint32(rsOff)
 	b := st.bytes()
-	copy(b[stateSize+uintptr(copy(b[stateSize:], e.Bucket)):], e.ETag)
+	copy(b[stateSize+uintptr(copy(b[stateSize:], name)):], e.ETag)
 	if e.RuleSet != nil {
 		e.RuleSet.CopyTo(unsafe.Slice((*uint64)(unsafe.Pointer(st)), st.words)[rsOff/8:])
 	}
@@ -515,7 +518,7 @@ func (c *Cache) finish(s *slot, f *flight, e *Entry, err error) {
 		// started after an InvalidateAll has already installed newer data.
 		// Waiters get the cached copy, so the loader's objects are
 		// garbage at once and every caller sees one entry.
-		st := c.newState(e, f.epoch)
+		st := c.newState(s, e, f.epoch)
 		c.install(s, st)
 		f.entry = st.entry()
 	case cur != nil && c.fresh(cur):
@@ -549,7 +552,7 @@ func (c *Cache) Set(e *Entry) {
 	}
 	s := c.lockSlot(e.Bucket)
 	s.gen++
-	c.install(s, c.newState(e, c.epoch.Load()))
+	c.install(s, c.newState(s, e, c.epoch.Load()))
 	s.mu.Unlock()
 }
 

@@ -550,6 +550,31 @@ func TestEvictedBucketIsReadFromTheStoreAgain(t *testing.T) {
 	}
 }
 
+func TestLoaderNamingTheBucketOtherwiseStillHits(t *testing.T) {
+	// A hit finds a bucket's state by the name the state holds; a Loader
+	// that answers with another spelling must not make every Get miss it.
+	var calls atomic.Int64
+	c := New(func(_ context.Context, bucket string) (*Entry, error) {
+		calls.Add(1)
+		return &Entry{Bucket: strings.ToUpper(bucket)}, nil
+	}, Options{})
+	for range 3 {
+		e := mustGet(t, c, "lower")
+		if e.Bucket != "lower" {
+			t.Fatalf("Get(lower).Bucket = %q, want the name asked for", e.Bucket)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("loader calls = %d, want 1", n)
+	}
+	// Only the lock-free hit answers Rules without allocating; the locked
+	// path that would also find the state builds an Entry.
+	ctx := context.Background()
+	if a := testing.AllocsPerRun(100, func() { _, _, _ = c.Rules(ctx, "lower") }); a != 0 {
+		t.Fatalf("Rules(lower) allocates %v times: not answered by the lock-free hit", a)
+	}
+}
+
 func TestWritesRacingIndexGrowthAreAllVisible(t *testing.T) {
 	// A hit reads a bucket's state from its index cell. Writers publish it
 	// there while other goroutines insert buckets that make the index
