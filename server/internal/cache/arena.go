@@ -124,10 +124,11 @@ func (c *Cache) install(s *slot, st *state) {
 	// with unlinkLocked, which retires a detached slot's state.
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old := s.cur.Load(); old != nil && old.ref.Load() != 0 {
+	old := s.cur.Load()
+	if old != nil && old.ref.Load() != 0 {
 		st.ref.Store(1)
 	}
-	old := s.cur.Swap(st)
+	s.cur.Store(st)
 	if s.detached.Load() {
 		return
 	}

@@ -387,15 +387,15 @@ func (c *Cache) Rules(ctx context.Context, bucket string) (*s3cors.RuleSet, stri
 // which case it may start a background reload. Otherwise it returns nil.
 func (c *Cache) hit(bucket string) *state {
 	st := c.names.lookupState(bucket)
-	switch {
-	case st == nil:
+	if st == nil {
 		return nil
+	}
+	st.touch()
+	switch {
 	case c.fresh(st):
-		st.touch()
 		c.obs.Hit(st.rsOff == 0)
 		return st
 	case st.failedAt != 0:
-		st.touch()
 		c.serveStale(bucket, st)
 		return st
 	}

@@ -17,9 +17,9 @@ import (
 // then the state, which holds the bucket's name to compare: two dependent
 // loads. The slot, which writers and loads coordinate through, is not read
 // at all; in a server holding a million buckets it was a third cold read
-// per decision (BenchmarkDecideSpread at a million buckets: 2,333-2,944 ns
-// with the state read through the slot, 1,760-2,099 through the cell, three
-// alternated runs of a first draft). BenchmarkGetHitSpread measures it too.
+// per decision (BenchmarkDecideSpread at a million buckets: 2,321-2,454 ns
+// with the state read through the slot, 1,677-1,845 through the cell, three
+// alternated runs, 2026-11-28). BenchmarkGetHitSpread measures it too.
 //
 // The table is open addressing with linear probing, at most three quarters
 // full counting tombstones. Cells are never moved while a table is in use:
@@ -136,6 +136,8 @@ func (x *index) cellOf(s *slot) *cell {
 }
 
 // insert adds s, whose name must not be present. Cache.mu must be held.
+// The cell's state stays nil (an empty cell's and a tombstone's are) until
+// Cache.install publishes one.
 func (x *index) insert(s *slot) {
 	if t := x.tab.Load(); 4*(x.used+1) > 3*len(t.cells) {
 		x.rebuild(2 * (x.live + 1))
@@ -150,7 +152,6 @@ func (x *index) insert(s *slot) {
 				x.used++
 			}
 			x.live++
-			c.cur.Store(s.cur.Load())
 			c.hash.Store(h)
 			c.slot.Store(s)
 			return
